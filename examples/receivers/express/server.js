@@ -192,7 +192,8 @@ const rawBody = express.raw({ type: () => true, limit: envInt("MAX_BODY_BYTES", 
 app.post("/webhooks", rawBody, (req, res) => {
   const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   try {
-    webhook.verify(body, req.headers);
+    // jsonParse: false, so that a signed body that is not JSON is a 400 below, not a 401.
+    webhook.verify(body, req.headers, { jsonParse: false });
   } catch (err) {
     console.warn(`rejected webhook ${JSON.stringify(req.get("webhook-id"))}: ${err.message}`);
     return res.status(401).json({ error: "invalid signature" }); // never processed
