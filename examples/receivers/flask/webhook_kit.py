@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -123,6 +124,8 @@ class WorkQueue:
         self._handler = handler
         self._thread = threading.Thread(target=self._run, name="webhook-worker", daemon=True)
         self._thread.start()
+        self._stopping = False
+        atexit.register(self.drain, 10.0)  # also under gunicorn, which has no hook of ours
 
     def offer(self, webhook_id: str, event: Any) -> bool:
         """Queue the event without waiting; False when the queue is full."""
@@ -137,6 +140,9 @@ class WorkQueue:
 
     def drain(self, timeout: float) -> None:
         """Let the worker finish what is queued, then stop it (on shutdown)."""
+        if self._stopping:
+            return
+        self._stopping = True
         try:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
