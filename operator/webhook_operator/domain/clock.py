@@ -1,0 +1,30 @@
+"""Time in the shapes Kubernetes and the wire use: RFC 3339 in status, Unix seconds in headers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+UTC = dt.UTC
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(tz=UTC)
+
+
+def format_time(moment: dt.datetime) -> str:
+    """RFC 3339 with a `Z`, as the Kubernetes API writes `metav1.Time` (millisecond precision kept)."""
+    moment = moment.astimezone(UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """The inverse of `format_time`; None for anything that is not a timestamp (never raises)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,461 @@
+"""Reconciles one WebhookEvent: plan, attempt what is due, record everything in one status write.
+
+The loop per key: read the latest body from memory → plan (pure) → attempt the due deliveries
+concurrently → apply the results (pure) → one JSON patch to `/status`, guarded by a test of
+`metadata.resourceVersion` → schedule the next reconcile at the earliest `nextAttemptTime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.clock import parse_time, utcnow
+from webhook_operator.domain.deliveries import (
+    Delivery,
+    State,
+    Target,
+    apply_result,
+    defer,
+    match_targets,
+    next_wake,
+    plan_attempts,
+    redeliver_failed,
+)
+from webhook_operator.domain.event_status import Summary, problem_summary, render_status, summarize
+from webhook_operator.domain.outcomes import AttemptResult, Verdict
+from webhook_operator.domain.specs import EventSpec, SpecProblem, SubscriptionSpec, parse_event_spec
+from webhook_operator.domain.wire import EventEnvelope, build_request, encode_body
+from webhook_operator.engine.events import EventKey, EventStore, Finished
+from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.limiter import InFlightLimiter
+from webhook_operator.engine.subscriptions import SubscriptionRegistry, SubscriptionState
+from webhook_operator.engine.workqueue import WorkQueue
+from webhook_operator.kube import ConflictError, KubeClient, KubeError, NotFoundError, resource_path
+from webhook_operator.logs import log
+from webhook_operator.metrics import Metrics, code_class
+from webhook_operator.recorder import EventRecorder, ObjectRef
+from webhook_operator.sender import USER_AGENT, Sender
+
+REDELIVER_ANNOTATION = "webhooks.openplatform.dev/redeliver"
+_WRITE_ATTEMPTS = 5
+_DEFER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One attempt's result, with what is needed to apply it again after a write conflict."""
+
+    attempts_before: int
+    result: AttemptResult | None  # None: deferred, no attempt made
+    at: dt.datetime
+    jitter: float
+
+
+class EventReconciler:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        *,
+        kube: KubeClient,
+        sender: Sender,
+        events: EventStore,
+        subscriptions: SubscriptionRegistry,
+        health: HealthTracker,
+        limiter: InFlightLimiter,
+        metrics: Metrics,
+        recorder: EventRecorder,
+        queue: WorkQueue[EventKey],
+        on_health_change: Callable[[SubKey], None],
+    ) -> None:
+        self._config = config
+        self._kube = kube
+        self._sender = sender
+        self._events = events
+        self._subscriptions = subscriptions
+        self._health = health
+        self._limiter = limiter
+        self._metrics = metrics
+        self._recorder = recorder
+        self._queue = queue
+        self._on_health_change = on_health_change
+        self._waiting: dict[SubKey, set[EventKey]] = {}
+        self._waiting_on: dict[EventKey, set[SubKey]] = {}
+        self._pending: dict[EventKey, int] = {}
+        self.accepting = True  # False during shutdown: no new attempts start
+
+    def wake_waiting(self, sub: SubKey) -> None:
+        """A subscription changed: the events whose deliveries wait on it get another look."""
+        for key in self._waiting.get(sub, ()):
+            self._queue.add(key)
+
+    async def reconcile(self, key: EventKey) -> None:
+        try:
+            await self._reconcile(key)
+        except KubeError as error:
+            log(
+                logging.WARNING,
+                "event reconcile failed; retrying",
+                event=f"{key[0]}/{key[1]}",
+                error=str(error),
+            )
+            self._queue.add_after(key, 5.0)
+
+    async def _reconcile(self, key: EventKey) -> None:
+        finished = self._events.finished(key)
+        if finished is not None:
+            await self._retain(key, finished)
+            return
+        body = self._events.body(key)
+        if body is None:
+            self._forget(key)
+            return
+        if not self.accepting:
+            return
+        spec = parse_event_spec(body.get("spec"), max_data_bytes=self._config.max_data_bytes)
+        outcomes: dict[str, _Outcome] = {}
+        if not isinstance(spec, SpecProblem):
+            targets, deliveries = await self._targets_and_deliveries(body, spec)
+            if isinstance(deliveries, tuple):
+                plan = plan_attempts(deliveries, targets, utcnow())
+                outcomes = await self._attempt(
+                    body, spec, plan.due, {d.subscription: d for d in plan.deliveries}
+                )
+        await self._write(key, body, spec, outcomes)
+
+    async def _targets_and_deliveries(
+        self, body: Mapping[str, Any], spec: EventSpec
+    ) -> tuple[dict[str, Target], tuple[Delivery, ...] | SpecProblem]:
+        namespace = _meta(body, "namespace")
+        states = await self._states(body, spec)
+        targets = {name: state.target for name, state in states.items()}
+        deliveries = _deliveries(body)
+        if deliveries is None:
+            deliveries = match_targets(spec, targets.values())
+            if len(deliveries) > self._config.max_deliveries_per_event:
+                return targets, SpecProblem(
+                    "TooManySubscriptions",
+                    f"{len(deliveries)} subscriptions in {namespace} match; the limit per event is "
+                    f"{self._config.max_deliveries_per_event}",
+                )
+        return targets, deliveries
+
+    async def _states(self, body: Mapping[str, Any], spec: EventSpec) -> dict[str, SubscriptionState]:
+        namespace = _meta(body, "namespace")
+        deliveries = _deliveries(body)
+        if deliveries is None:
+            records = self._subscriptions.in_namespace(namespace)
+        else:
+            names = [d.subscription for d in deliveries if d.is_open]
+            records = [r for name in names if (r := self._subscriptions.get((namespace, name))) is not None]
+        return {record.name: await self._subscriptions.state(record) for record in records}
+
+    async def _attempt(
+        self,
+        body: Mapping[str, Any],
+        spec: EventSpec,
+        due: tuple[str, ...],
+        deliveries: Mapping[str, Delivery],
+    ) -> dict[str, _Outcome]:
+        if not due:
+            return {}
+        namespace = _meta(body, "namespace")
+        envelope = EventEnvelope(
+            uid=_meta(body, "uid"),
+            namespace=namespace,
+            name=_meta(body, "name"),
+            type=spec.type,
+            data=spec.data,
+            source=spec.source,
+            created=parse_time(_meta(body, "creationTimestamp")) or utcnow(),
+        )
+        bodies: dict[str, bytes] = {}  # one encoding per format, shared by all subscriptions
+
+        async def one(name: str) -> tuple[str, _Outcome] | None:
+            record = self._subscriptions.get((namespace, name))
+            if record is None or not isinstance(record.spec, SubscriptionSpec):
+                return None
+            state = await self._subscriptions.state(record)
+            sub = record.spec
+            if sub.format not in bodies:
+                bodies[sub.format] = encode_body(envelope, sub.format)
+            before = deliveries[name].attempts
+            if not await self._limiter.acquire(
+                record.key, sub.max_in_flight, wait=self._config.slot_wait_seconds
+            ):
+                return name, _Outcome(before, None, utcnow(), 0.0)
+            self._metrics.in_flight.inc()
+            try:
+                request = build_request(
+                    envelope,
+                    sub,
+                    bodies[sub.format],
+                    state.keys,
+                    attempt_time=int(time.time()),
+                    user_agent=USER_AGENT,
+                )
+                result = await self._sender.send(request, timeout=sub.timeout, tls=state.tls)
+            finally:
+                self._metrics.in_flight.dec()
+                self._limiter.release(record.key, sub.max_in_flight)
+            self._observe_attempt(envelope, record.key, sub, before + 1, result)
+            return name, _Outcome(before, result, utcnow(), random.random())
+
+        results = await asyncio.gather(*(one(name) for name in due))
+        return dict(item for item in results if item is not None)
+
+    def _observe_attempt(
+        self, event: EventEnvelope, sub: SubKey, spec: SubscriptionSpec, attempt: int, result: AttemptResult
+    ) -> None:
+        labels = (sub[0], sub[1])
+        self._metrics.attempts.labels(*labels, result.verdict.value, code_class(result.status_code)).inc()
+        self._metrics.attempt_duration.labels(*labels).observe(result.duration)
+        if result.egress_refused:
+            self._metrics.egress_refusals.labels(*labels).inc()
+        log(
+            logging.INFO if result.verdict is Verdict.SUCCESS else logging.WARNING,
+            "delivery attempt",
+            event=f"{event.namespace}/{event.name}",
+            event_id=event.uid,
+            subscription=sub[1],
+            attempt=attempt,
+            outcome=result.verdict.value,
+            status_code=result.status_code,
+            duration_ms=round(result.duration * 1000, 1),
+            error=result.error,
+        )
+
+    async def _write(
+        self,
+        key: EventKey,
+        body: Mapping[str, Any],
+        spec: EventSpec | SpecProblem,
+        outcomes: Mapping[str, _Outcome],
+    ) -> None:
+        for _ in range(_WRITE_ATTEMPTS):
+            now = utcnow()
+            deliveries, summary, redelivered, targets = await self._next_state(body, spec, outcomes, now)
+            old_status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
+            assert isinstance(old_status, Mapping)
+            status = render_status(
+                old_status,
+                deliveries,
+                summary,
+                now=now,
+                generation=int(_meta(body, "generation") or 1),
+                redelivered=redelivered,
+            )
+            if status == old_status:
+                break
+            try:
+                body = await self._kube.json_patch(
+                    resource_path("webhookevents", *key, subresource="status"),
+                    [
+                        {
+                            "op": "test",
+                            "path": "/metadata/resourceVersion",
+                            "value": _meta(body, "resourceVersion"),
+                        },
+                        {"op": "add", "path": "/status", "value": status},
+                    ],
+                )
+                self._metrics.api_writes.labels("event-status").inc()
+                self._events.replace(key, body)
+                break
+            except ConflictError:
+                fresh = await self._kube.get(resource_path("webhookevents", *key))
+                if fresh is None:
+                    self._forget(key)
+                    return
+                body = fresh
+                self._events.replace(key, body)
+            except NotFoundError:
+                self._forget(key)
+                return
+        else:
+            self._queue.add_after(key, 1.0)
+            return
+        self._account(key, body, deliveries or (), outcomes)
+        self._schedule(key, body, spec, summary, deliveries or (), targets)
+
+    async def _next_state(
+        self,
+        body: Mapping[str, Any],
+        spec: EventSpec | SpecProblem,
+        outcomes: Mapping[str, _Outcome],
+        now: dt.datetime,
+    ) -> tuple[tuple[Delivery, ...] | None, Summary, str | None, dict[str, Target]]:
+        status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
+        assert isinstance(status, Mapping)
+        requested = (_meta(body, "annotations") or {}).get(REDELIVER_ANNOTATION)
+        redelivered = status.get("redelivered")
+        if isinstance(spec, SpecProblem):
+            return None, problem_summary(spec), redelivered, {}
+        targets, deliveries = await self._targets_and_deliveries(body, spec)
+        if isinstance(deliveries, SpecProblem):
+            return None, problem_summary(deliveries), redelivered, targets
+        if requested is not None and requested != redelivered:
+            deliveries = redeliver_failed(deliveries)
+            redelivered = requested
+        plan = plan_attempts(deliveries, targets, now)
+        applied = []
+        for delivery in plan.deliveries:
+            outcome = outcomes.get(delivery.subscription)
+            target = targets.get(delivery.subscription)
+            # Apply only onto the state the attempt started from: never twice, never onto newer state.
+            if outcome is None or not delivery.is_open or delivery.attempts != outcome.attempts_before:
+                applied.append(delivery)
+            elif outcome.result is None:
+                applied.append(defer(delivery, now=outcome.at, seconds=_DEFER_SECONDS, reason="MaxInFlight"))
+            elif target is not None and target.spec is not None:
+                applied.append(
+                    apply_result(
+                        delivery, outcome.result, target.spec.retry, now=outcome.at, jitter=outcome.jitter
+                    )
+                )
+            else:
+                applied.append(delivery)
+        final = tuple(applied)
+        return final, summarize(final), redelivered, targets
+
+    def _account(
+        self,
+        key: EventKey,
+        body: Mapping[str, Any],
+        deliveries: tuple[Delivery, ...],
+        outcomes: Mapping[str, _Outcome],
+    ) -> None:
+        """After a successful write: health, metrics and Kubernetes Events for what just happened."""
+        by_name = {d.subscription: d for d in deliveries}
+        created = parse_time(_meta(body, "creationTimestamp"))
+        for name, outcome in outcomes.items():
+            delivery = by_name.get(name)
+            if outcome.result is None or delivery is None or delivery.attempts != outcome.attempts_before + 1:
+                continue
+            sub = (key[0], name)
+            record = self._subscriptions.get(sub)
+            newly_disabled = self._health.record(
+                sub,
+                outcome.result.verdict,
+                now=outcome.at,
+                delivery_failed=delivery.state is State.FAILED,
+                generation=record.generation if record else 0,
+                egress_refusal=outcome.result.error if outcome.result.egress_refused else None,
+            )
+            self._on_health_change(sub)
+            if delivery.state is State.SUCCEEDED:
+                self._metrics.deliveries.labels(*sub, "succeeded").inc()
+                if created is not None:
+                    self._metrics.end_to_end.labels(*sub).observe(
+                        max(0.0, (outcome.at - created).total_seconds())
+                    )
+            elif delivery.state is State.FAILED:
+                self._metrics.deliveries.labels(*sub, "failed").inc()
+                self._recorder.record(
+                    _event_ref(body),
+                    "DeliveryFailed",
+                    f"delivery to {name} failed after {delivery.attempts} attempt(s): {delivery.last_error}",
+                    warning=True,
+                )
+            elif delivery.state is State.RETRYING:
+                self._metrics.retries.labels(*sub).inc()
+            if newly_disabled is not None and record is not None:
+                log(
+                    logging.WARNING,
+                    "endpoint disabled",
+                    subscription=f"{sub[0]}/{sub[1]}",
+                    reason=newly_disabled.reason,
+                )
+
+    def _schedule(
+        self,
+        key: EventKey,
+        body: Mapping[str, Any],
+        spec: EventSpec | SpecProblem,
+        summary: Summary,
+        deliveries: tuple[Delivery, ...],
+        targets: Mapping[str, Target],
+    ) -> None:
+        blocked = {
+            (key[0], d.subscription)
+            for d in deliveries
+            if d.is_open and d.subscription in targets and targets[d.subscription].blocker is not None
+        }
+        self._set_waiting(key, blocked)
+        self._set_pending(key, summary.pending)
+        if summary.finished:
+            ttl = spec.ttl_seconds_after_finished if isinstance(spec, EventSpec) else None
+            ttl = ttl if ttl is not None else self._config.default_ttl_seconds
+            status = body.get("status") or {}
+            completed = parse_time(status.get("completionTime")) or utcnow()
+            delete_at = completed + dt.timedelta(seconds=ttl) if ttl is not None else None
+            self._events.finish(key, Finished(_meta(body, "uid"), _meta(body, "resourceVersion"), delete_at))
+            if delete_at is not None:
+                self._queue.add_after(key, (delete_at - utcnow()).total_seconds())
+            return
+        wake = next_wake(deliveries, targets)
+        if wake is not None:
+            self._queue.add_after(key, (wake - utcnow()).total_seconds())
+
+    async def _retain(self, key: EventKey, finished: Finished) -> None:
+        if finished.delete_at is None:
+            return
+        remaining = (finished.delete_at - utcnow()).total_seconds()
+        if remaining > 0:
+            self._queue.add_after(key, remaining)
+            return
+        await self._kube.delete(resource_path("webhookevents", *key), uid=finished.uid)
+        self._metrics.api_writes.labels("event-delete").inc()
+        log(logging.INFO, "deleted finished event after its TTL", event=f"{key[0]}/{key[1]}")
+
+    def _set_waiting(self, key: EventKey, subs: set[SubKey]) -> None:
+        for sub in self._waiting_on.pop(key, set()) - subs:
+            waiting = self._waiting.get(sub)
+            if waiting is not None:
+                waiting.discard(key)
+                if not waiting:
+                    del self._waiting[sub]
+        if subs:
+            self._waiting_on[key] = subs
+            for sub in subs:
+                self._waiting.setdefault(sub, set()).add(key)
+
+    def _set_pending(self, key: EventKey, pending: int) -> None:
+        delta = pending - self._pending.get(key, 0)
+        if pending:
+            self._pending[key] = pending
+        else:
+            self._pending.pop(key, None)
+        if delta:
+            self._metrics.pending.inc(delta)
+
+    def _forget(self, key: EventKey) -> None:
+        self._events.forget(key)
+        self._queue.forget(key)
+        self._set_waiting(key, set())
+        self._set_pending(key, 0)
+
+
+def _meta(body: Mapping[str, Any], field: str) -> Any:
+    metadata = body.get("metadata") or {}
+    value = metadata.get(field)
+    return value if value is not None else ("" if field != "annotations" else None)
+
+
+def _deliveries(body: Mapping[str, Any]) -> tuple[Delivery, ...] | None:
+    status = body.get("status")
+    if not isinstance(status, Mapping) or not isinstance(status.get("deliveries"), list):
+        return None
+    parsed = (Delivery.from_status(raw) for raw in status["deliveries"])
+    return tuple(d for d in parsed if d is not None)
+
+
+def _event_ref(body: Mapping[str, Any]) -> ObjectRef:
+    return ObjectRef("WebhookEvent", _meta(body, "namespace"), _meta(body, "name"), _meta(body, "uid"))

@@ -1,0 +1,204 @@
+"""Subscriptions in memory: the kopf index holds the records, this module derives their state.
+
+Matching an event reads only memory: kopf's index of subscriptions is filled by the watch, and
+kopf holds every other handler back until the index is complete, so an operator that restarts
+never reconciles an event against a half-known set of subscriptions.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from webhook_operator.domain.deliveries import Target
+from webhook_operator.domain.egress import EgressPolicy, parse_ip_literal
+from webhook_operator.domain.readiness import Readiness, readiness
+from webhook_operator.domain.signing import SigningKey, SigningKeyError, parse_signing_key
+from webhook_operator.domain.specs import SpecProblem, SubscriptionSpec, parse_subscription_spec
+from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.secrets import SecretStore
+from webhook_operator.sender import Sender, TLSMaterial, TLSMaterialError
+
+REENABLE_ANNOTATION = "webhooks.openplatform.dev/reenable"
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """What the index keeps of a WebhookSubscription: parsed once per watch event."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    spec: SubscriptionSpec | SpecProblem
+    status: Mapping[str, Any]
+    reenable_request: str | None
+
+    @property
+    def key(self) -> SubKey:
+        return (self.namespace, self.name)
+
+
+def record_from_body(body: Mapping[str, Any]) -> SubscriptionRecord:
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    status = body.get("status")
+    return SubscriptionRecord(
+        namespace=str(metadata.get("namespace", "")),
+        name=str(metadata.get("name", "")),
+        uid=str(metadata.get("uid", "")),
+        generation=int(metadata.get("generation") or 1),
+        resource_version=str(metadata.get("resourceVersion", "")),
+        spec=parse_subscription_spec(body.get("spec")),
+        status=status if isinstance(status, Mapping) else {},
+        reenable_request=annotations.get(REENABLE_ANNOTATION),
+    )
+
+
+class IndexStore(Protocol):
+    def __iter__(self) -> Any: ...
+
+
+class SubscriptionIndex(Protocol):
+    """The part of kopf's `Index` that is read here (a plain dict of lists serves in unit tests)."""
+
+    def get(self, key: Any, default: Any = None) -> Any: ...
+
+
+def index_keys(record: SubscriptionRecord) -> dict[tuple[str, ...], SubscriptionRecord]:
+    """The kopf index entries of one subscription: by namespace (matching) and by name (lookup)."""
+    return {("ns", record.namespace): record, ("name", record.namespace, record.name): record}
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """Everything a delivery needs from its subscription, derived from the record and its Secrets."""
+
+    record: SubscriptionRecord
+    readiness: Readiness
+    keys: tuple[SigningKey, ...] = ()
+    tls: ssl.SSLContext | None = None
+
+    @property
+    def target(self) -> Target:
+        spec = self.record.spec if isinstance(self.record.spec, SubscriptionSpec) else None
+        return Target(self.record.name, spec, self.readiness.blocker)
+
+
+@dataclass(frozen=True)
+class _Material:
+    keys: tuple[SigningKey, ...]
+    tls: ssl.SSLContext | None
+    problem: SpecProblem | None
+
+
+class SubscriptionRegistry:
+    def __init__(
+        self, secrets: SecretStore, sender: Sender, health: HealthTracker, policy: EgressPolicy
+    ) -> None:
+        self._secrets = secrets
+        self._sender = sender
+        self._health = health
+        self._policy = policy
+        self._index: SubscriptionIndex = {}
+        self._material: dict[SubKey, tuple[tuple[object, ...], _Material]] = {}
+
+    def bind(self, index: SubscriptionIndex) -> None:
+        self._index = index
+
+    def get(self, key: SubKey) -> SubscriptionRecord | None:
+        entries = self._index.get(("name", *key))
+        return next(iter(entries), None) if entries is not None else None
+
+    def in_namespace(self, namespace: str) -> list[SubscriptionRecord]:
+        entries = self._index.get(("ns", namespace))
+        return list(entries) if entries is not None else []
+
+    def forget(self, key: SubKey) -> None:
+        self._material.pop(key, None)
+        self._secrets.refer(key, frozenset())
+
+    async def state(self, record: SubscriptionRecord) -> SubscriptionState:
+        tracked = self._health.ensure(record.key, record.uid, record.status)
+        spec = record.spec
+        if isinstance(spec, SpecProblem):
+            return SubscriptionState(record, readiness(spec))
+        material = await self._load_material(record, spec)
+        result = readiness(
+            spec,
+            secret_problem=material.problem,
+            egress_problem=self._static_egress_problem(spec) or tracked.egress_refusal,
+            disabled=tracked.health.disabled,
+        )
+        return SubscriptionState(record, result, material.keys, material.tls)
+
+    async def _load_material(self, record: SubscriptionRecord, spec: SubscriptionSpec) -> _Material:
+        names = spec.secret_names
+        self._secrets.refer(record.key, frozenset((record.namespace, name) for name in names))
+        secrets = {name: await self._secrets.get((record.namespace, name)) for name in sorted(names)}
+        fingerprint = (
+            record.uid,
+            record.resource_version,
+            *(secrets[name].version for name in sorted(names)),
+        )
+        cached = self._material.get(record.key)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        material = await self._build_material(spec, {name: data.values for name, data in secrets.items()})
+        self._material[record.key] = (fingerprint, material)
+        return material
+
+    async def _build_material(
+        self, spec: SubscriptionSpec, secrets: Mapping[str, Mapping[str, bytes] | None]
+    ) -> _Material:
+        for name, values in secrets.items():
+            if values is None:
+                return _Material((), None, SpecProblem("SecretNotFound", f"Secret {name!r} does not exist"))
+        keys: tuple[SigningKey, ...] = ()
+        if spec.signing_secret is not None:
+            try:
+                keys = _signing_keys(spec.signing_secret, secrets[spec.signing_secret] or {})
+            except SigningKeyError as error:
+                return _Material((), None, SpecProblem("InvalidSecret", str(error)))
+        tls = None
+        if spec.ca_bundle is not None or spec.client_cert_secret is not None:
+            try:
+                tls = await self._sender.tls_context(_tls_material(spec, secrets))
+            except TLSMaterialError as error:
+                return _Material(keys, None, SpecProblem("TLSConfigInvalid", str(error)))
+        return _Material(keys, tls, None)
+
+    def _static_egress_problem(self, spec: SubscriptionSpec) -> str | None:
+        literal = parse_ip_literal(urllib.parse.urlsplit(spec.url).hostname or "")
+        refusal = self._policy.check(literal) if literal is not None else None
+        return refusal.message if refusal is not None else None
+
+
+def _signing_keys(secret_name: str, values: Mapping[str, bytes]) -> tuple[SigningKey, ...]:
+    if "signingKey" not in values:
+        raise SigningKeyError(f"Secret {secret_name!r} has no key 'signingKey'")
+    keys = [parse_signing_key(values["signingKey"], key_name=f"{secret_name}/signingKey")]
+    if values.get("previousSigningKey"):
+        keys.append(
+            parse_signing_key(values["previousSigningKey"], key_name=f"{secret_name}/previousSigningKey")
+        )
+    return tuple(keys)
+
+
+def _tls_material(spec: SubscriptionSpec, secrets: Mapping[str, Mapping[str, bytes] | None]) -> TLSMaterial:
+    ca = cert = key = None
+    if spec.ca_bundle is not None:
+        values = secrets[spec.ca_bundle.name] or {}
+        if spec.ca_bundle.key not in values:
+            raise TLSMaterialError(f"Secret {spec.ca_bundle.name!r} has no key {spec.ca_bundle.key!r}")
+        ca = values[spec.ca_bundle.key]
+    if spec.client_cert_secret is not None:
+        values = secrets[spec.client_cert_secret] or {}
+        if "tls.crt" not in values or "tls.key" not in values:
+            raise TLSMaterialError(f"Secret {spec.client_cert_secret!r} needs keys 'tls.crt' and 'tls.key'")
+        cert, key = values["tls.crt"], values["tls.key"]
+    return TLSMaterial(ca_pem=ca, cert_pem=cert, key_pem=key)

@@ -1,0 +1,136 @@
+"""A controller-runtime style work queue: the reconcile loop's scheduler.
+
+- A key waits in the queue at most once, however often it is added (changes coalesce).
+- A key is processed by one worker at a time; a key added while it is being processed is
+  queued again when that worker is done, so no change is missed.
+- `add_after(key, delay)` schedules a key for later (backoff, TTL); an earlier schedule wins.
+
+Keys are small tuples; the queue never holds resource bodies, so its memory is bounded by the
+number of resources, not by their size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._ready: deque[K] = deque()
+        self._queued: set[K] = set()
+        self._processing: set[K] = set()
+        self._dirty: set[K] = set()  # added while processing: requeue when done
+        self._delayed: list[tuple[float, int, K]] = []
+        self._due_at: dict[K, float] = {}
+        self._counter = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._ready)
+
+    @property
+    def scheduled(self) -> int:
+        return len(self._due_at)
+
+    def add(self, key: K) -> None:
+        if self._closed:
+            return
+        if key in self._processing:
+            self._dirty.add(key)
+            return
+        if key not in self._queued:
+            self._queued.add(key)
+            self._ready.append(key)
+            self._wakeup.set()
+
+    def add_after(self, key: K, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        due = self._clock() + delay
+        if self._due_at.get(key, float("inf")) <= due:
+            return  # an earlier (or equal) schedule already exists
+        self._due_at[key] = due
+        heapq.heappush(self._delayed, (due, next(self._counter), key))
+        self._wakeup.set()
+
+    def forget(self, key: K) -> None:
+        """Drop a key's delayed schedule (the resource is gone); a queued key still runs once."""
+        self._due_at.pop(key, None)
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def get(self) -> K | None:
+        """The next key to process, or None once the queue is closed."""
+        while True:
+            self._promote_due()
+            if self._closed:
+                return None
+            if self._ready:
+                key = self._ready.popleft()
+                self._queued.discard(key)
+                self._processing.add(key)
+                return key
+            self._wakeup.clear()
+            timeout = self._delayed[0][0] - self._clock() if self._delayed else None
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def done(self, key: K) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def _promote_due(self) -> None:
+        now = self._clock()
+        while self._delayed and self._delayed[0][0] <= now:
+            due, _, key = heapq.heappop(self._delayed)
+            if self._due_at.get(key) == due:
+                del self._due_at[key]
+                self.add(key)
+
+
+async def run_workers(
+    queue: WorkQueue[K],
+    reconcile: Callable[[K], Awaitable[None]],
+    *,
+    workers: int,
+    on_error: Callable[[K, BaseException], None],
+) -> None:
+    """Process keys with `workers` concurrent workers until the queue is closed.
+
+    A reconcile that raises is logged and retried with a per-key exponential backoff (1 s to
+    5 min), so an unexpected error never leaves a resource behind for good.
+    """
+    failures: dict[K, int] = {}
+
+    async def worker() -> None:
+        while (key := await queue.get()) is not None:
+            try:
+                await reconcile(key)
+                failures.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 -- one bad resource must not stop the loop
+                on_error(key, error)
+                failures[key] = failures.get(key, 0) + 1
+                queue.add_after(key, min(300.0, 2.0 ** (failures[key] - 1)))
+            finally:
+                queue.done(key)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))

@@ -1,0 +1,89 @@
+"""kopf entry points, thin: each translates a watch event into a call on the engine.
+
+Only event-watching and indexing handlers are used: they cost no API writes (no progress or
+diff-base annotations, no finalizers). Retries, status and retention are the engine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp.abc
+import kopf
+
+from webhook_operator.config import OperatorConfig
+from webhook_operator.engine.subscriptions import index_keys, record_from_body
+from webhook_operator.runtime import Engine
+
+GROUP, VERSION = "webhooks.openplatform.dev", "v1alpha1"
+
+
+def _engine(memo: Any) -> Engine:
+    engine: Engine = memo.engine
+    return engine
+
+
+@kopf.on.startup()
+async def configure_and_start(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    engine = _engine(memo)
+    engine.configure_kopf(settings)
+    engine.subscriptions.bind(kwargs["subscription_index"])
+    await engine.start()
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    await _engine(memo).stop()
+
+
+@kopf.on.login()
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    return await _engine(memo).login(**kwargs)
+
+
+@kopf.index(GROUP, VERSION, "webhooksubscriptions")
+def subscription_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], Any]:
+    return index_keys(record_from_body(body))
+
+
+@kopf.on.event(GROUP, VERSION, "webhooksubscriptions")
+def subscription_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    _engine(memo).subscription_changed((namespace or "", name), deleted=type == "DELETED")
+
+
+@kopf.on.event(GROUP, VERSION, "webhookevents")
+def event_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _engine(memo).event_observed(event["type"] or "ADDED", event["object"])
+
+
+@kopf.on.event("", "v1", "secrets")
+def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _engine(memo).secret_observed(event["type"] or "ADDED", event["object"])
+
+
+@kopf.on.probe(id="queue")
+def queue_depth(memo: kopf.Memo, **_: Any) -> dict[str, int]:
+    return _engine(memo).stats()
+
+
+async def run_operator(
+    config: OperatorConfig,
+    *,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+    resolver: aiohttp.abc.AbstractResolver | None = None,
+) -> None:
+    """Run the operator until `stop_flag` is set (or a signal arrives, when in the main thread)."""
+    engine = Engine(config, resolver=resolver)
+    liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port is not None else None
+    await kopf.operator(
+        registry=kopf.get_default_registry(),
+        memo=kopf.Memo(engine=engine),
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        standalone=True,
+        liveness_endpoint=liveness,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )

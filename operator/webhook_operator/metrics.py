@@ -1,0 +1,80 @@
+"""Prometheus metrics. Labels are bounded: namespace and subscription name, never URL or event name."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class Metrics:
+    """One registry per operator instance (tests run several in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("namespace", "subscription")
+        self.attempts = Counter(
+            "webhook_attempts_total",
+            "Delivery attempts by outcome (success, retry, fail, gone) and status-code class.",
+            (*labels, "outcome", "code_class"),
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "webhook_deliveries_total",
+            "Deliveries that reached a final state, by result (succeeded, failed).",
+            (*labels, "result"),
+            registry=self.registry,
+        )
+        self.attempt_duration = Histogram(
+            "webhook_attempt_duration_seconds",
+            "Duration of one HTTP attempt, connect to response.",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.end_to_end = Histogram(
+            "webhook_delivery_latency_seconds",
+            "From the event's creation to its successful delivery, retries included.",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "webhook_retries_scheduled_total",
+            "Retries scheduled after a failed attempt.",
+            labels,
+            registry=self.registry,
+        )
+        self.egress_refusals = Counter(
+            "webhook_egress_refusals_total",
+            "Attempts refused by the egress policy.",
+            labels,
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "webhook_deliveries_pending",
+            "Deliveries not yet final (pending or retrying).",
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "webhook_attempts_in_flight", "HTTP attempts under way.", registry=self.registry
+        )
+        self.subscriptions = Gauge(
+            "webhook_subscriptions",
+            "Subscriptions by Ready status and reason.",
+            ("ready", "reason"),
+            registry=self.registry,
+        )
+        self.api_writes = Counter(
+            "webhook_operator_api_writes_total",
+            "Writes the operator sent to the Kubernetes API, by kind.",
+            ("kind",),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def code_class(status_code: int | None) -> str:
+    return f"{status_code // 100}xx" if status_code else "error"

@@ -1,0 +1,195 @@
+"""The composition root: builds the engine's parts once and wires them together.
+
+Everything with a lifetime (the HTTP client, the API session, the worker tasks, the metrics
+server) is created here and closed in `stop()`, in the reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp.abc
+import aiohttp.web
+import kopf
+
+from webhook_operator.config import OperatorConfig
+from webhook_operator.engine.event_reconciler import EventReconciler
+from webhook_operator.engine.events import EventKey, EventStore
+from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.limiter import InFlightLimiter
+from webhook_operator.engine.secrets import SecretStore
+from webhook_operator.engine.subscription_reconciler import SubscriptionReconciler
+from webhook_operator.engine.subscriptions import SubscriptionRegistry
+from webhook_operator.engine.workqueue import WorkQueue, run_workers
+from webhook_operator.kube import KubeClient
+from webhook_operator.logs import log
+from webhook_operator.metrics import Metrics
+from webhook_operator.recorder import EventRecorder
+from webhook_operator.sender import Sender
+
+
+class Engine:
+    def __init__(
+        self, config: OperatorConfig, *, resolver: aiohttp.abc.AbstractResolver | None = None
+    ) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.kube = KubeClient(relogin=self._relogin)
+        self.sender = Sender(config.egress, resolver=resolver)
+        self.secrets = SecretStore(self.kube)
+        self.health = HealthTracker(config.disable_rules)
+        self.subscriptions = SubscriptionRegistry(self.secrets, self.sender, self.health, config.egress)
+        self.events = EventStore()
+        self.event_queue: WorkQueue[EventKey] = WorkQueue()
+        self.subscription_queue: WorkQueue[SubKey] = WorkQueue()
+        self.limiter = InFlightLimiter()
+        self.recorder = EventRecorder(self.kube)
+        self.subscription_reconciler = SubscriptionReconciler(
+            config,
+            kube=self.kube,
+            subscriptions=self.subscriptions,
+            health=self.health,
+            metrics=self.metrics,
+            recorder=self.recorder,
+            queue=self.subscription_queue,
+            on_unblocked=self._subscription_unblocked,
+        )
+        self.event_reconciler = EventReconciler(
+            config,
+            kube=self.kube,
+            sender=self.sender,
+            events=self.events,
+            subscriptions=self.subscriptions,
+            health=self.health,
+            limiter=self.limiter,
+            metrics=self.metrics,
+            recorder=self.recorder,
+            queue=self.event_queue,
+            on_health_change=self.subscription_reconciler.health_changed,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_runner: aiohttp.web.AppRunner | None = None
+        self._login_kwargs: dict[str, Any] = {}
+
+    # -- kopf's side ---------------------------------------------------------------------------
+
+    def configure_kopf(self, settings: kopf.OperatorSettings) -> None:
+        settings.posting.enabled = False  # our own, rate-limited Kubernetes Events instead
+        settings.watching.server_timeout = 600
+        settings.watching.client_timeout = 660
+        settings.watching.reconnect_backoff = 0.5
+        settings.networking.request_timeout = 60
+        settings.networking.error_backoffs = (0.5, 1, 2, 4, 8)
+
+    async def login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        self._login_kwargs = kwargs
+        connection = self.config.connection or _login_from_environment(**kwargs)
+        if connection is not None:
+            await self.kube.use(connection)
+        return connection
+
+    async def _relogin(self) -> kopf.ConnectionInfo:
+        connection = self.config.connection or _login_from_environment(**self._login_kwargs)
+        if connection is None:
+            raise kopf.LoginError("no credentials to log in again with")
+        return connection
+
+    def subscription_changed(self, key: SubKey, *, deleted: bool) -> None:
+        self.subscription_queue.add(key)
+
+    def event_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
+        key = self.events.observe(event_type, body)
+        if key is not None:
+            self.event_queue.add(key)
+
+    def secret_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
+        secret = self.secrets.observe(event_type, body)
+        if secret is not None:
+            for owner in self.secrets.owners_of(secret):
+                self.subscription_queue.add(owner)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "events_open": self.events.open_count,
+            "events_finished": self.events.finished_count,
+            "queued": len(self.event_queue),
+            "scheduled": self.event_queue.scheduled,
+            "in_flight": self.limiter.in_flight,
+        }
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(
+                run_workers(
+                    self.event_queue,
+                    self.event_reconciler.reconcile,
+                    workers=self.config.event_workers,
+                    on_error=_log_error("event"),
+                )
+            ),
+            asyncio.create_task(
+                run_workers(
+                    self.subscription_queue,
+                    self.subscription_reconciler.reconcile,
+                    workers=self.config.subscription_workers,
+                    on_error=_log_error("subscription"),
+                )
+            ),
+        ]
+        if self.config.metrics_port is not None:
+            self._metrics_runner = await _serve_metrics(self.metrics, self.config.metrics_port)
+        log(logging.INFO, "engine started", namespaces=",".join(self.config.namespaces) or "*")
+
+    async def stop(self) -> None:
+        """Stop taking new attempts, let in-flight ones finish (bounded), then close the clients."""
+        self.event_reconciler.accepting = False
+        self.event_queue.close()
+        self.subscription_queue.close()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.recorder.aclose()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        await self.sender.aclose()
+        await self.kube.aclose()
+        log(logging.INFO, "engine stopped")
+
+    def _subscription_unblocked(self, key: SubKey) -> None:
+        self.event_reconciler.wake_waiting(key)
+
+
+def _login_from_environment(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # The kubernetes client understands every kubeconfig form (exec plugins, OIDC, in-cluster).
+    return kopf.login_via_client(**kwargs)
+
+
+def _log_error(kind: str) -> Any:
+    def on_error(key: object, error: BaseException) -> None:
+        logging.getLogger("webhook_operator").error(
+            "unexpected error reconciling %s %s",
+            kind,
+            key,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
+    return on_error
+
+
+async def _serve_metrics(metrics: Metrics, port: int) -> aiohttp.web.AppRunner:
+    async def handle(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = aiohttp.web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 -- scraped from the pod network
+    return runner

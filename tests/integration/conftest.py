@@ -1,0 +1,174 @@
+"""The integration tier: the real kopf operator against the API stand-in over real HTTP on
+127.0.0.1, delivering to real HTTP receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import kopf
+import pytest
+
+from tests.conftest import eventually
+from tests.integration.receiver import Receiver, serve_receiver
+from webhook_operator.api_standin import ApiStandin, StandinError, serve_api_standin
+from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.egress import EgressPolicy
+from webhook_operator.main import run_operator
+
+NAMESPACE = "shop"
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[ApiStandin]:
+    async with serve_api_standin() as served:
+        yield served
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with serve_receiver() as served:
+        yield served
+
+
+def test_config(standin: ApiStandin, **overrides: Any) -> OperatorConfig:
+    """Settings for tests: loopback allowed (receivers live there), fast health flushes."""
+    base = OperatorConfig(
+        egress=EgressPolicy.from_cidrs(["127.0.0.0/8"]),
+        health_flush_seconds=0.2,
+        shutdown_grace_seconds=2.0,
+        connection=kopf.ConnectionInfo(server=str(standin.url), insecure=True),
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+class RunningOperator:
+    """An operator running in this event loop; `restart()` stops it and starts a fresh one."""
+
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self._task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        self._stop, ready = asyncio.Event(), asyncio.Event()
+        self._task = asyncio.create_task(run_operator(self.config, stop_flag=self._stop, ready_flag=ready))
+        await asyncio.wait({self._task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task.done():
+            self._task.result()  # raise the startup error
+
+    async def stop(self) -> None:
+        if self._task is None or self._stop is None:
+            return
+        self._stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self._task, timeout=15)
+        self._task = None
+
+    async def kill(self) -> None:
+        """A hard stop: the task is cancelled mid-whatever, no graceful shutdown."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def restart(self, **overrides: Any) -> None:
+        await self.stop()
+        self.config = dataclasses.replace(self.config, **overrides)
+        await self.start()
+
+
+@pytest.fixture
+def operator_config(standin: ApiStandin) -> OperatorConfig:
+    return test_config(standin)
+
+
+@pytest.fixture
+async def operator(operator_config: OperatorConfig) -> AsyncIterator[RunningOperator]:
+    running = RunningOperator(operator_config)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+# -- resource helpers --------------------------------------------------------------------------
+
+
+async def create_secret(standin: ApiStandin, name: str, data: dict[str, str], namespace: str = NAMESPACE,
+                        secret_type: str = "Opaque") -> dict[str, Any]:
+    return await standin.create(
+        "secrets", namespace,
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": secret_type,
+         "data": {k: _b64(v) for k, v in data.items()}},
+    )
+
+
+async def create_subscription(standin: ApiStandin, name: str, spec: dict[str, Any],
+                              namespace: str = NAMESPACE) -> dict[str, Any]:
+    return await standin.create(
+        "webhooksubscriptions", namespace,
+        {"apiVersion": "webhooks.openplatform.dev/v1alpha1", "kind": "WebhookSubscription",
+         "metadata": {"name": name}, "spec": spec},
+    )
+
+
+async def create_event(standin: ApiStandin, name: str, spec: dict[str, Any], namespace: str = NAMESPACE,
+                       annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if annotations:
+        metadata["annotations"] = annotations
+    return await standin.create(
+        "webhookevents", namespace,
+        {"apiVersion": "webhooks.openplatform.dev/v1alpha1", "kind": "WebhookEvent", "metadata": metadata,
+         "spec": spec},
+    )
+
+
+async def read(standin: ApiStandin, resource: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
+    try:
+        return await standin.read(resource, namespace, name)
+    except StandinError as error:
+        if getattr(error, "status", None) == 404:
+            return None
+        raise
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if item.get("type") == type_:
+            return dict(item)
+    return None
+
+
+async def wait_condition(standin: ApiStandin, resource: str, name: str, type_: str, status: str = "True",
+                         reason: str | None = None, timeout: float = 10.0,
+                         namespace: str = NAMESPACE) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        obj = await read(standin, resource, name, namespace)
+        found = condition(obj, type_)
+        if found and found["status"] == status and (reason is None or found["reason"] == reason):
+            return obj
+        return None
+
+    return await eventually(probe, timeout=timeout, what=f"{resource}/{name} {type_}={status} {reason or ''}")
+
+
+def delivery(obj: dict[str, Any], subscription: str) -> dict[str, Any]:
+    for item in obj["status"]["deliveries"]:
+        if item["subscription"] == subscription:
+            return dict(item)
+    raise AssertionError(f"no delivery to {subscription} in {obj['status']}")
+
+
+def _b64(text: str) -> str:
+    import base64
+    return base64.b64encode(text.encode()).decode()
+
+
+Probe = Callable[[], Any]
