@@ -99,7 +99,7 @@ def require(kind: str) -> None:
 
 
 @pytest.fixture(scope="module", params=STANDARD_RECEIVERS)
-def receiver(
+def example_receiver(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ReceiverProcess]:
     kind = request.param
@@ -138,63 +138,65 @@ def cloudevents_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
 # ---------------------------------------------------------------------------------------------
 # Standard Webhooks, both receivers.
 # ---------------------------------------------------------------------------------------------
-def test_signed_delivery_is_processed_once(receiver: ReceiverProcess) -> None:
+def test_signed_delivery_is_processed_once(example_receiver: ReceiverProcess) -> None:
     webhook_id = new_id()
     body = event_body("order.created", {"orderId": 1001, "total": "12.50"})
 
-    first = deliver(receiver, webhook_id, body)
+    first = deliver(example_receiver, webhook_id, body)
     assert first.is_success, first.text
 
-    [entry] = receiver.wait_processed(lambda e: e["id"] == webhook_id)
+    [entry] = example_receiver.wait_processed(lambda e: e["id"] == webhook_id)
     assert entry["type"] == "order.created"
     assert entry["data"] == {"orderId": 1001, "total": "12.50"}
-    assert entry["receiver"] == receiver.kind
+    assert entry["receiver"] == example_receiver.kind
 
 
-def test_same_webhook_id_again_is_acknowledged_and_not_processed_again(receiver: ReceiverProcess) -> None:
+def test_same_webhook_id_again_is_acknowledged_and_not_processed_again(
+    example_receiver: ReceiverProcess,
+) -> None:
     webhook_id = new_id()
     body = event_body()
-    assert deliver(receiver, webhook_id, body).is_success
-    receiver.wait_processed(lambda e: e["id"] == webhook_id)
+    assert deliver(example_receiver, webhook_id, body).is_success
+    example_receiver.wait_processed(lambda e: e["id"] == webhook_id)
 
     # The operator's retry: same webhook-id and body, signed again.
-    again = deliver(receiver, webhook_id, body)
+    again = deliver(example_receiver, webhook_id, body)
     assert again.status_code == 200, again.text
 
-    barrier(receiver)
-    assert times_processed(receiver, webhook_id) == 1
+    barrier(example_receiver)
+    assert times_processed(example_receiver, webhook_id) == 1
 
 
-def test_tampered_body_is_rejected_and_not_processed(receiver: ReceiverProcess) -> None:
+def test_tampered_body_is_rejected_and_not_processed(example_receiver: ReceiverProcess) -> None:
     webhook_id = new_id()
     body = event_body("invoice.paid", {"amount": 100})
     headers = signature_headers(webhook_id, body)
     tampered = body.replace(b'"amount": 100', b'"amount": 100000')
     assert tampered != body
 
-    response = post(receiver, tampered, headers)
+    response = post(example_receiver, tampered, headers)
 
     assert response.status_code == 401, response.text
-    barrier(receiver)
-    assert times_processed(receiver, webhook_id) == 0
+    barrier(example_receiver)
+    assert times_processed(example_receiver, webhook_id) == 0
 
 
 @pytest.mark.parametrize("skew", [timedelta(minutes=-10), timedelta(minutes=10)], ids=["stale", "future"])
-def test_timestamp_outside_tolerance_is_rejected(receiver: ReceiverProcess, skew: timedelta) -> None:
+def test_timestamp_outside_tolerance_is_rejected(example_receiver: ReceiverProcess, skew: timedelta) -> None:
     webhook_id = new_id()
     body = event_body()
     # Correctly signed, but for a timestamp 10 minutes away: a replayed (or forged-ahead) request.
     headers = signature_headers(webhook_id, body, at=datetime.now(UTC) + skew)
 
-    response = post(receiver, body, headers)
+    response = post(example_receiver, body, headers)
 
     assert response.status_code == 401, response.text
-    barrier(receiver)
-    assert times_processed(receiver, webhook_id) == 0
+    barrier(example_receiver)
+    assert times_processed(example_receiver, webhook_id) == 0
 
 
 @pytest.mark.parametrize("case", ["unsigned", "other-key", "malformed-signature", "bad-timestamp"])
-def test_unverifiable_requests_are_rejected(receiver: ReceiverProcess, case: str) -> None:
+def test_unverifiable_requests_are_rejected(example_receiver: ReceiverProcess, case: str) -> None:
     webhook_id = new_id()
     body = event_body()
     headers = {
@@ -204,46 +206,48 @@ def test_unverifiable_requests_are_rejected(receiver: ReceiverProcess, case: str
         "bad-timestamp": {**signature_headers(webhook_id, body), "webhook-timestamp": "yesterday"},
     }[case]
 
-    response = post(receiver, body, headers)
+    response = post(example_receiver, body, headers)
 
     assert response.status_code == 401, response.text
-    barrier(receiver)
-    assert times_processed(receiver, webhook_id) == 0
+    barrier(example_receiver)
+    assert times_processed(example_receiver, webhook_id) == 0
 
 
-def test_a_rejected_request_does_not_block_the_genuine_one(receiver: ReceiverProcess) -> None:
+def test_a_rejected_request_does_not_block_the_genuine_one(example_receiver: ReceiverProcess) -> None:
     """A 401 must not mark the webhook-id as seen: the real event with that id still counts."""
     webhook_id = new_id()
     body = event_body()
-    forged = post(receiver, body, signature_headers(webhook_id, body, keys=(OTHER_KEY,)))
+    forged = post(example_receiver, body, signature_headers(webhook_id, body, keys=(OTHER_KEY,)))
     assert forged.status_code == 401
 
-    genuine = deliver(receiver, webhook_id, body)
+    genuine = deliver(example_receiver, webhook_id, body)
 
     assert genuine.status_code == 202, genuine.text
-    receiver.wait_processed(lambda e: e["id"] == webhook_id)
+    example_receiver.wait_processed(lambda e: e["id"] == webhook_id)
 
 
 @pytest.mark.parametrize("order", ["old-first", "current-first"])
-def test_two_signatures_during_key_rotation_are_accepted(receiver: ReceiverProcess, order: str) -> None:
-    """The operator signs with signingKey and previousSigningKey; the receiver knows one of them."""
+def test_two_signatures_during_key_rotation_are_accepted(
+    example_receiver: ReceiverProcess, order: str
+) -> None:
+    """The operator signs with signingKey and previousSigningKey; the example_receiver knows one of them."""
     webhook_id = new_id()
     body = event_body()
     keys = (OLD_KEY, KEY) if order == "old-first" else (KEY, OLD_KEY)
     headers = signature_headers(webhook_id, body, keys=keys)
     assert len(headers["webhook-signature"].split(" ")) == 2
 
-    response = post(receiver, body, headers)
+    response = post(example_receiver, body, headers)
 
     assert response.is_success, response.text
-    receiver.wait_processed(lambda e: e["id"] == webhook_id)
+    example_receiver.wait_processed(lambda e: e["id"] == webhook_id)
 
 
-def test_signed_body_that_is_not_json_is_a_permanent_failure(receiver: ReceiverProcess) -> None:
+def test_signed_body_that_is_not_json_is_a_permanent_failure(example_receiver: ReceiverProcess) -> None:
     webhook_id = new_id()
     body = b"not json"
 
-    response = post(receiver, body, signature_headers(webhook_id, body))
+    response = post(example_receiver, body, signature_headers(webhook_id, body))
 
     assert response.status_code == 400, response.text  # 4xx: the operator does not retry it
 
