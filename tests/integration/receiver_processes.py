@@ -4,6 +4,10 @@
         ...point a WebhookSubscription at receiver.url (spec.url), sign with `key`...
         entries = receiver.wait_processed(lambda e: e["id"] == event_uid)
 
+    # In an async test, where the operator runs in the same event loop:
+    async with running_receiver_async("flask", secret=key, workdir=tmp_path) as receiver:
+        entries = await receiver.wait_processed_async(lambda e: e["id"] == event_uid)
+
 Each receiver listens on a free 127.0.0.1 port, is ready once GET /healthz answers with its own
 name, and appends one JSON line per processed event to `receiver.processed_log`. Kinds:
 "flask" (examples/receivers/flask/app.py, run with this interpreter), "flask-cloudevents"
@@ -16,6 +20,7 @@ runs with `--allow-cidr 127.0.0.0/8` (or WEBHOOK_OPERATOR_ALLOW_CIDRS=127.0.0.0/
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -28,7 +33,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,20 +131,35 @@ class ReceiverProcess:
     ) -> list[dict[str, Any]]:
         """Wait until at least `count` processed entries match; return the matching ones."""
         deadline = time.monotonic() + timeout
-        while True:
-            matching = [entry for entry in self.processed() if predicate(entry)]
-            if len(matching) >= count:
-                return matching
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.kind} receiver exited ({self.process.returncode}):\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{self.kind} receiver processed {len(matching)} of {count} expected events "
-                    f"within {timeout}s; it processed {self.processed_ids()}"
-                )
+        while (matching := self._matching(predicate, count, deadline, timeout)) is None:
             time.sleep(0.02)
+        return matching
+
+    async def wait_processed_async(
+        self, predicate: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """wait_processed() for async tests: it never blocks the event loop (and the operator
+        running in it, which has to deliver what is being waited for)."""
+        deadline = time.monotonic() + timeout
+        while (matching := self._matching(predicate, count, deadline, timeout)) is None:
+            await asyncio.sleep(0.02)
+        return matching
+
+    def _matching(
+        self, predicate: Callable[[dict[str, Any]], bool], count: int, deadline: float, timeout: float
+    ) -> list[dict[str, Any]] | None:
+        matching = [entry for entry in self.processed() if predicate(entry)]
+        if len(matching) >= count:
+            return matching
+        if self.process.poll() is not None:
+            code = self.process.returncode
+            raise RuntimeError(f"{self.kind} receiver exited ({code}):\n{self.output()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{self.kind} receiver processed {len(matching)} of {count} expected events "
+                f"within {timeout}s; it processed {self.processed_ids()}"
+            )
+        return None
 
     def output(self) -> str:
         """What the receiver printed (stdout and stderr), for failure messages."""
@@ -236,6 +256,17 @@ def running_receiver(kind: str, **kwargs: Any) -> Iterator[ReceiverProcess]:
         yield receiver
     finally:
         receiver.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_receiver_async(kind: str, **kwargs: Any) -> AsyncIterator[ReceiverProcess]:
+    """running_receiver() for async tests: starting and stopping run in a thread, so the event
+    loop (and an operator running in it) goes on meanwhile."""
+    receiver = await asyncio.to_thread(start_receiver, kind, **kwargs)
+    try:
+        yield receiver
+    finally:
+        await asyncio.to_thread(receiver.stop)
 
 
 class _PortTaken(Exception):

@@ -9,6 +9,7 @@ request had queued would have been processed before it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,9 +25,19 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 try:
-    from .receiver_processes import ReceiverProcess, running_receiver, unavailable_reason
+    from .receiver_processes import (
+        ReceiverProcess,
+        running_receiver,
+        running_receiver_async,
+        unavailable_reason,
+    )
 except ImportError:  # tests/integration is not a package: pytest puts this folder on sys.path
-    from receiver_processes import ReceiverProcess, running_receiver, unavailable_reason
+    from receiver_processes import (
+        ReceiverProcess,
+        running_receiver,
+        running_receiver_async,
+        unavailable_reason,
+    )
 
 
 def new_key() -> str:
@@ -243,6 +255,21 @@ def test_two_signatures_during_key_rotation_are_accepted(
     example_receiver.wait_processed(lambda e: e["id"] == webhook_id)
 
 
+def test_non_ascii_body_is_verified_over_its_raw_utf8_bytes(example_receiver: ReceiverProcess) -> None:
+    """The operator sends JSON with raw UTF-8 (not \\u escapes): the bytes are what is signed."""
+    webhook_id = new_id()
+    data = {"city": "Zürich", "note": "naïve café ✓ 🚚"}
+    event = {"type": "order.shipped", "timestamp": "2024-05-01T12:00:00Z", "data": data}
+    body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    assert not body.isascii()
+
+    response = post(example_receiver, body, signature_headers(webhook_id, body))
+
+    assert response.status_code == 202, response.text
+    [entry] = example_receiver.wait_processed(lambda e: e["id"] == webhook_id)
+    assert entry["data"] == data
+
+
 def test_signed_body_that_is_not_json_is_a_permanent_failure(example_receiver: ReceiverProcess) -> None:
     webhook_id = new_id()
     body = b"not json"
@@ -375,3 +402,37 @@ def test_cloudevents_signed_request_that_is_not_a_cloudevent_is_refused(
     response = post(cloudevents_receiver, body, signature_headers(webhook_id, body))
 
     assert response.status_code == 400, response.text
+
+
+# ---------------------------------------------------------------------------------------------
+# The async helpers, as tests that run the operator in their event loop will use them.
+# ---------------------------------------------------------------------------------------------
+async def test_async_helpers_start_a_receiver_and_wait_without_blocking_the_loop(tmp_path: Path) -> None:
+    require("flask")
+    async with running_receiver_async(
+        "flask", secret=KEY, workdir=tmp_path, process_delay_ms=100
+    ) as receiver:
+        webhook_id = new_id()
+        body = event_body()
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.post(
+                receiver.url, content=body, headers=signature_headers(webhook_id, body)
+            )
+        assert response.status_code == 202, response.text
+
+        ticks = 0
+
+        async def tick() -> None:  # runs only if waiting yields to the event loop
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        try:
+            [entry] = await receiver.wait_processed_async(lambda e: e["id"] == webhook_id)
+        finally:
+            ticker.cancel()
+        assert entry["id"] == webhook_id
+        assert ticks >= 3
+    assert receiver.process.poll() is not None  # stopped on exit
