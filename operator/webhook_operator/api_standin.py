@@ -46,7 +46,6 @@ import asyncio
 import base64
 import collections
 import contextlib
-import copy
 import datetime
 import functools
 import json
@@ -127,6 +126,7 @@ class _Target:
     name: str | None
     subresource: str | None
     verb: str | None  # Kubernetes verb: get list watch create update patch delete deletecollection
+    params: Mapping[str, str]  # the query
 
 
 def _parse_target(method: str, path: str, query: Mapping[str, str]) -> _Target | None:
@@ -150,7 +150,7 @@ def _parse_target(method: str, path: str, query: Mapping[str, str]) -> _Target |
         "PATCH": "patch" if name else None,
         "DELETE": "delete" if name else "deletecollection",
     }.get(method)
-    return _Target(group, version, rest[0], namespace, name, "/".join(rest[2:]) or None, verb)
+    return _Target(group, version, rest[0], namespace, name, "/".join(rest[2:]) or None, verb, query)
 
 
 def _now() -> str:
@@ -158,9 +158,12 @@ def _now() -> str:
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge, null deletes a key, anything else replaces."""
+    """RFC 7386 JSON merge patch: objects merge, null deletes a key, anything else replaces.
+
+    The result shares values with both arguments (nothing is copied): treat them as read-only.
+    """
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return patch
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -416,6 +419,15 @@ class ApiStandin(kmock.KubernetesEmulator):
                 data = json.loads(body) if body else None
             except ValueError as e:
                 raise _Reject(400, f"the request body is not valid JSON: {e}") from e
+            code = self.faults.draw(
+                raw.method, target.plural, target.subresource or "", watch=target.verb == "watch"
+            )
+            if code is not None:
+                return self.faults.response(code, self._what(resource, target.name))
+            # kmock's request objects are costly: only for the kept history and DSL reactions.
+            reacting = len(self._payloads) > len(self._builtin_reactions)
+            if not (self.request_history or reacting):
+                return await self._serve(raw, resource, target, data)
             request = rendering.Request(
                 id=self._served,
                 raw_request=raw,
@@ -433,15 +445,10 @@ class ApiStandin(kmock.KubernetesEmulator):
                 subresource=target.subresource,
             )
             self._requests.append(request)
-            code = self.faults.draw(
-                raw.method, target.plural, target.subresource or "", watch=target.verb == "watch"
-            )
-            if code is not None:
-                return self.faults.response(code, self._what(resource, target.name))
-            reacted = await self._react(request)
+            reacted = await self._react(request) if reacting else None
             if reacted is not None:
                 return reacted
-            return await self._serve(raw, request, resource, target)
+            return await self._serve(raw, resource, target, data)
         except _Reject as e:
             return status_response(e.code, e.message, reason=e.reason, details=e.details or None)
         except Exception as e:
@@ -467,9 +474,9 @@ class ApiStandin(kmock.KubernetesEmulator):
     async def _serve(
         self,
         raw: aiohttp.web.BaseRequest,
-        request: rendering.Request,
         resource: references.resource,
         target: _Target,
+        data: Any,
     ) -> aiohttp.web.StreamResponse:
         info = self.resources[resource]
         verb, namespace, name, sub = target.verb, target.namespace, target.name, target.subresource
@@ -484,20 +491,20 @@ class ApiStandin(kmock.KubernetesEmulator):
         if sub is not None and verb not in ("get", "patch", "update"):
             raise _Reject(405, f"the server does not allow this method on the {sub} subresource")
         if verb == "watch":
-            return await self._watch(raw, request, resource, target)
+            return await self._watch(raw, resource, target)
         if verb == "list":
-            return _json(200, self._list(request, resource, target))
+            return _json(200, self._list(resource, target))
         if verb == "deletecollection":
-            for obj in self._matching(request, resource, target):
+            for obj in self._matching(resource, target):
                 meta = obj["metadata"]
                 self._delete(resource, self._key(resource, meta.get("namespace"), meta["name"]), {})
             return _json(200, status_body(200, "", reason="") | {"status": "Success"})
         if verb == "create":
-            return _json(201, self._create(resource, namespace, request.data))
+            return _json(201, self._create(resource, namespace, data))
         assert name is not None  # verbs addressing one object always have a name
         key = self._key(resource, namespace, name)
         if verb == "delete":
-            return _json(200, self._delete(resource, key, request.data or {}))
+            return _json(200, self._delete(resource, key, data or {}))
         old = self._current(key)
         if old is None:
             raise _Reject(
@@ -509,7 +516,7 @@ class ApiStandin(kmock.KubernetesEmulator):
             )
         if verb == "get":
             return _json(200, old)
-        return _json(200, self._update(resource, key, old, raw.content_type, request.data, verb, sub))
+        return _json(200, self._update(resource, key, old, raw.content_type, data, verb, sub))
 
     # -- storage and events ----------------------------------------------------------------------
 
@@ -725,9 +732,9 @@ class ApiStandin(kmock.KubernetesEmulator):
 
     # -- reading: lists and watches ---------------------------------------------------------------
 
-    def _matcher(self, request: rendering.Request, target: _Target) -> Match:
-        checks = _selector(request.params.get("labelSelector", ""), _label)
-        checks += _selector(request.params.get("fieldSelector", ""), _field)
+    def _matcher(self, target: _Target) -> Match:
+        checks = _selector(target.params.get("labelSelector", ""), _label)
+        checks += _selector(target.params.get("fieldSelector", ""), _field)
         if target.namespace:
             checks.append(
                 functools.partial(_check_equal, _field, "metadata.namespace", target.namespace, True)
@@ -736,10 +743,8 @@ class ApiStandin(kmock.KubernetesEmulator):
             checks.append(functools.partial(_check_equal, _field, "metadata.name", target.name, True))
         return lambda obj: all(check(obj) for check in checks)
 
-    def _matching(
-        self, request: rendering.Request, resource: references.resource, target: _Target
-    ) -> list[Obj]:
-        match = self._matcher(request, target)
+    def _matching(self, resource: references.resource, target: _Target) -> list[Obj]:
+        match = self._matcher(target)
         found = [
             obj.last.raw
             for key, obj in self._objects._objects.items()
@@ -747,16 +752,16 @@ class ApiStandin(kmock.KubernetesEmulator):
         ]
         return sorted((obj for obj in found if match(obj)), key=_sort_key)
 
-    def _list(self, request: rendering.Request, resource: references.resource, target: _Target) -> Obj:
-        items = self._matching(request, resource, target)
+    def _list(self, resource: references.resource, target: _Target) -> Obj:
+        items = self._matching(resource, target)
         meta: Obj = {"resourceVersion": str(self._rv)}
-        if token := request.params.get("continue"):
+        if token := target.params.get("continue"):
             try:
                 after = tuple(json.loads(base64.urlsafe_b64decode(token)))
             except ValueError as e:
                 raise _Reject(400, "invalid continue token") from e
             items = [obj for obj in items if _sort_key(obj) > after]
-        limit = int(request.params.get("limit") or 0)
+        limit = int(target.params.get("limit") or 0)
         if 0 < limit < len(items):
             cursor = json.dumps(_sort_key(items[limit - 1])).encode()
             meta["continue"] = base64.urlsafe_b64encode(cursor).decode()
@@ -769,17 +774,16 @@ class ApiStandin(kmock.KubernetesEmulator):
     async def _watch(
         self,
         raw: aiohttp.web.BaseRequest,
-        request: rendering.Request,
         resource: references.resource,
         target: _Target,
     ) -> aiohttp.web.StreamResponse:
-        params = request.params
+        params = target.params
         since = params.get("resourceVersion") or "0"
         timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
-        watch = _Watch(self._matcher(request, target))
+        watch = _Watch(self._matcher(target))
         backlog: list[_Event] = []
         if since == "0" or params.get("sendInitialEvents") == "true":  # current state, then changes
-            backlog = [_Event(0, resource, "ADDED", obj) for obj in self._matching(request, resource, target)]
+            backlog = [_Event(0, resource, "ADDED", obj) for obj in self._matching(resource, target)]
         elif not since.isdigit():
             raise _Reject(400, f"invalid resourceVersion {since!r}")
         elif int(since) < self._dropped_rv:
