@@ -7,6 +7,8 @@ diff-base annotations, no finalizers). Retries, status and retention are the eng
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp.abc
@@ -70,12 +72,19 @@ def queue_depth(memo: kopf.Memo, **_: Any) -> dict[str, int]:
 async def run_operator(
     config: OperatorConfig,
     *,
-    stop_flag: asyncio.Event | None = None,
-    ready_flag: asyncio.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
     resolver: aiohttp.abc.AbstractResolver | None = None,
+    on_engine: Callable[[Engine], None] | None = None,
 ) -> None:
-    """Run the operator until `stop_flag` is set (or a signal arrives, when in the main thread)."""
+    """Run the operator until `stop_flag` is set (or a signal arrives, when in the main thread).
+
+    `stop_flag` and `ready_flag` may be asyncio or threading events (kopf accepts both).
+    `on_engine` lets tests and the benchmark observe the engine (metrics, counters).
+    """
     engine = Engine(config, resolver=resolver)
+    if on_engine is not None:
+        on_engine(engine)
     liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port is not None else None
     await kopf.operator(
         registry=kopf.get_default_registry(),

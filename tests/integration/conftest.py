@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,6 +18,7 @@ from webhook_operator.api_standin import ApiStandin, StandinError, serve_api_sta
 from webhook_operator.config import OperatorConfig
 from webhook_operator.domain.egress import EgressPolicy
 from webhook_operator.main import run_operator
+from webhook_operator.runtime import Engine
 
 NAMESPACE = "shop"
 
@@ -46,35 +47,70 @@ def test_config(standin: ApiStandin, **overrides: Any) -> OperatorConfig:
 
 
 class RunningOperator:
-    """An operator running in this event loop; `restart()` stops it and starts a fresh one."""
+    """The real operator, in a thread with its own event loop, as it runs in production.
 
-    def __init__(self, config: OperatorConfig) -> None:
+    A thread, not a task in the test's loop: kopf treats every task created after it started
+    as its own and waits for (then cancels) them at shutdown, the test's task included.
+    `kill()` cancels it mid-whatever, with no graceful shutdown.
+    """
+
+    def __init__(self, config: OperatorConfig, resolver: Any = None) -> None:
         self.config = config
-        self._task: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
+        self.resolver = resolver
+        self.engine: Engine | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
 
     async def start(self) -> None:
-        self._stop, ready = asyncio.Event(), asyncio.Event()
-        self._task = asyncio.create_task(run_operator(self.config, stop_flag=self._stop, ready_flag=ready))
-        await asyncio.wait({self._task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED)
-        if self._task.done():
-            self._task.result()  # raise the startup error
+        self._stop, ready = threading.Event(), threading.Event()
+        self.error = None
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="operator", daemon=True)
+        self._thread.start()
+        started = await asyncio.to_thread(ready.wait, 20)
+        if self.error is not None:
+            raise self.error
+        assert started, "the operator did not get ready in 20 s"
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._main = loop.create_task(
+                run_operator(self.config, stop_flag=self._stop, ready_flag=ready, resolver=self.resolver,
+                             on_engine=self._adopt)
+            )
+            loop.run_until_complete(self._main)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as error:  # surfaced to the test by start()/stop()
+            self.error = error
+            ready.set()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _adopt(self, engine: Engine) -> None:
+        self.engine = engine
 
     async def stop(self) -> None:
-        if self._task is None or self._stop is None:
+        if self._thread is None:
             return
         self._stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self._task, timeout=15)
-        self._task = None
+        await asyncio.to_thread(self._thread.join, 20)
+        assert not self._thread.is_alive(), "the operator did not stop within 20 s"
+        self._thread = None
+        if self.error is not None:
+            raise self.error
 
     async def kill(self) -> None:
-        """A hard stop: the task is cancelled mid-whatever, no graceful shutdown."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        if self._thread is None or self._loop is None or self._main is None:
+            return
+        self._loop.call_soon_threadsafe(self._main.cancel)
+        await asyncio.to_thread(self._thread.join, 20)
+        self._thread = None
 
     async def restart(self, **overrides: Any) -> None:
         await self.stop()

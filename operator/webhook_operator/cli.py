@@ -1,0 +1,111 @@
+"""The command line: `webhook-operator run` and `webhook-operator demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from webhook_operator import __version__
+from webhook_operator.config import ALLOW_CIDRS_ENV, OperatorConfig, allowed_cidrs
+from webhook_operator.domain.egress import EgressConfigError, EgressPolicy
+from webhook_operator.domain.health import DisableRules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webhook-operator", description="Kubernetes-native webhook delivery (kopf operator)."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run the operator against the current kubeconfig or in-cluster account"
+    )
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument(
+        "--allow-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help=f"let deliveries reach this otherwise refused range (repeatable); also ${ALLOW_CIDRS_ENV}",
+    )
+    run.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics at /metrics")
+    run.add_argument("--health-port", type=int, metavar="PORT", help="serve the liveness probe at /healthz")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    run.add_argument(
+        "--event-ttl",
+        type=int,
+        metavar="SECONDS",
+        help="delete finished events after this long unless they set ttlSecondsAfterFinished",
+    )
+    run.add_argument(
+        "--disable-after-failures",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="disable an endpoint after N failed attempts in a row (default 1000)",
+    )
+    run.add_argument(
+        "--disable-after-seconds",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="disable an endpoint that has failed for this long without a success (default 24 h)",
+    )
+    run.add_argument("--workers", type=int, default=64, help="events reconciled concurrently (default 64)")
+
+    demo = commands.add_parser("demo", help="the whole flow on this machine, no cluster needed")
+    demo.add_argument("--events", type=int, default=3, help="order events to send (default 3)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    try:
+        egress = EgressPolicy.from_cidrs(allowed_cidrs(args.allow_cidr))
+    except EgressConfigError as error:
+        raise SystemExit(f"webhook-operator: {error}") from None
+    for name in ("metrics_port", "health_port"):
+        port = getattr(args, name)
+        if port is not None and not 0 < port < 65536:
+            raise SystemExit(f"webhook-operator: --{name.replace('_', '-')} must be between 1 and 65535")
+    return OperatorConfig(
+        namespaces=tuple(args.namespace),
+        egress=egress,
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        log_format=args.log_format,
+        event_workers=max(1, args.workers),
+        default_ttl_seconds=args.event_ttl,
+        disable_rules=DisableRules(args.disable_after_failures, args.disable_after_seconds),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from webhook_operator.demo import run_demo
+
+        return asyncio.run(run_demo(events=args.events))
+
+    config = config_from_args(args)
+    from webhook_operator import logs
+    from webhook_operator.main import run_operator
+
+    logs.configure(config.log_format, getattr(logging, args.log_level.upper()))
+    asyncio.run(run_operator(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
