@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import kopf
 import pytest
 
@@ -208,3 +209,23 @@ def _b64(text: str) -> str:
 
 
 Probe = Callable[[], Any]
+
+
+async def patch(standin: ApiStandin, resource: str, name: str, body: dict[str, Any],
+                namespace: str = NAMESPACE) -> dict[str, Any]:
+    """A merge patch to the main resource, as `kubectl patch --type=merge` or `kubectl annotate` sends."""
+    async with aiohttp.ClientSession() as session, session.patch(
+        str(standin.url) + standin.api_path(resource, namespace, name),
+        json=body,
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as response:
+        assert response.status < 300, await response.text()
+        result: dict[str, Any] = await response.json()
+        return result
+
+
+async def delete(standin: ApiStandin, resource: str, name: str, namespace: str = NAMESPACE) -> None:
+    async with aiohttp.ClientSession() as session, session.delete(
+        str(standin.url) + standin.api_path(resource, namespace, name)
+    ) as response:
+        assert response.status < 300, await response.text()

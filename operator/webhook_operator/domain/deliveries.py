@@ -204,13 +204,14 @@ def redeliver_failed(deliveries: Iterable[Delivery]) -> tuple[Delivery, ...]:
     )
 
 
-def next_wake(deliveries: Iterable[Delivery], targets: Mapping[str, Target]) -> dt.datetime | None:
-    """The earliest scheduled attempt among deliveries that are not blocked."""
+def next_wake(
+    deliveries: Iterable[Delivery], targets: Mapping[str, Target], now: dt.datetime
+) -> dt.datetime | None:
+    """The earliest attempt due among deliveries that are not blocked (`now` for one due at once)."""
     times = [
-        delivery.next_attempt_time
+        delivery.next_attempt_time or now
         for delivery in deliveries
         if delivery.is_open
-        and delivery.next_attempt_time is not None
         and (target := targets.get(delivery.subscription)) is not None
         and target.blocker is None
     ]

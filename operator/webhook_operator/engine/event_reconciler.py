@@ -122,7 +122,7 @@ class EventReconciler:
         spec = parse_event_spec(body.get("spec"), max_data_bytes=self._config.max_data_bytes)
         outcomes: dict[str, _Outcome] = {}
         if not isinstance(spec, SpecProblem):
-            targets, deliveries = await self._targets_and_deliveries(body, spec)
+            targets, deliveries, _ = await self._targets_and_deliveries(body, spec)
             if isinstance(deliveries, tuple):
                 plan = plan_attempts(deliveries, targets, utcnow())
                 outcomes = await self._attempt(
@@ -132,8 +132,12 @@ class EventReconciler:
 
     async def _targets_and_deliveries(
         self, body: Mapping[str, Any], spec: EventSpec
-    ) -> tuple[dict[str, Target], tuple[Delivery, ...] | SpecProblem]:
+    ) -> tuple[dict[str, Target], tuple[Delivery, ...] | SpecProblem, str | None]:
+        """The subscriptions involved, the deliveries (matched on first sight, replayed on request)."""
         namespace = _meta(body, "namespace")
+        status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
+        assert isinstance(status, Mapping)
+        redelivered = status.get("redelivered")
         states = await self._states(body, spec)
         targets = {name: state.target for name, state in states.items()}
         deliveries = _deliveries(body)
@@ -144,12 +148,20 @@ class EventReconciler:
                     "TooManySubscriptions",
                     f"{len(deliveries)} subscriptions in {namespace} match; the limit per event is "
                     f"{self._config.max_deliveries_per_event}",
-                )
-        return targets, deliveries
+                ), redelivered
+        requested = (_meta(body, "annotations") or {}).get(REDELIVER_ANNOTATION)
+        if requested is not None and requested != redelivered:
+            deliveries = redeliver_failed(deliveries)
+            redelivered = requested
+            states = await self._states(body, spec, deliveries)
+            targets = {name: state.target for name, state in states.items()}
+        return targets, deliveries, redelivered
 
-    async def _states(self, body: Mapping[str, Any], spec: EventSpec) -> dict[str, SubscriptionState]:
+    async def _states(
+        self, body: Mapping[str, Any], spec: EventSpec, deliveries: tuple[Delivery, ...] | None = None
+    ) -> dict[str, SubscriptionState]:
         namespace = _meta(body, "namespace")
-        deliveries = _deliveries(body)
+        deliveries = deliveries if deliveries is not None else _deliveries(body)
         if deliveries is None:
             records = self._subscriptions.in_namespace(namespace)
         else:
@@ -292,18 +304,12 @@ class EventReconciler:
         outcomes: Mapping[str, _Outcome],
         now: dt.datetime,
     ) -> tuple[tuple[Delivery, ...] | None, Summary, str | None, dict[str, Target]]:
-        status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
-        assert isinstance(status, Mapping)
-        requested = (_meta(body, "annotations") or {}).get(REDELIVER_ANNOTATION)
-        redelivered = status.get("redelivered")
         if isinstance(spec, SpecProblem):
-            return None, problem_summary(spec), redelivered, {}
-        targets, deliveries = await self._targets_and_deliveries(body, spec)
+            status = body.get("status")
+            return None, problem_summary(spec), status.get("redelivered") if isinstance(status, Mapping) else None, {}
+        targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
         if isinstance(deliveries, SpecProblem):
             return None, problem_summary(deliveries), redelivered, targets
-        if requested is not None and requested != redelivered:
-            deliveries = redeliver_failed(deliveries)
-            redelivered = requested
         plan = plan_attempts(deliveries, targets, now)
         applied = []
         for delivery in plan.deliveries:
@@ -400,7 +406,7 @@ class EventReconciler:
             if delete_at is not None:
                 self._queue.add_after(key, (delete_at - utcnow()).total_seconds())
             return
-        wake = next_wake(deliveries, targets)
+        wake = next_wake(deliveries, targets, utcnow())
         if wake is not None:
             self._queue.add_after(key, (wake - utcnow()).total_seconds())
 
