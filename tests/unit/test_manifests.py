@@ -158,15 +158,17 @@ def test_example_signing_key_is_a_standard_webhooks_key() -> None:
         if doc["kind"] != "WebhookSubscription" or "signing" not in doc["spec"]:
             continue
         secret = secrets[doc["spec"]["signing"]["secretRef"]["name"]]
-        key = secret["stringData"]["signingKey"]
+        key = base64.b64decode(secret["data"]["signingKey"], validate=True).decode()
         assert key.startswith("whsec_")
         assert len(base64.b64decode(key.removeprefix("whsec_"), validate=True)) >= 24
-        assert "previousSigningKey" not in secret["stringData"]  # only during a rotation
+        assert "previousSigningKey" not in secret["data"]  # only during a rotation
+        # The comment shows the decoded key; it must not lie.
+        assert f"decodes to {key}" in (EXAMPLES_DIR / "10-signing-secret.yaml").read_text()
 
 
 def test_example_signing_key_works_with_the_official_library() -> None:
     webhooks = pytest.importorskip("standardwebhooks.webhooks")
-    key = only([doc for _, doc in EXAMPLES], "Secret")["stringData"]["signingKey"]
+    key = base64.b64decode(only([doc for _, doc in EXAMPLES], "Secret")["data"]["signingKey"]).decode()
     hook = webhooks.Webhook(key)
     import datetime as dt
 
