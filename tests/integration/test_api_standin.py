@@ -27,11 +27,13 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
 
-def subscription(name: str = "orders-to-crm", **spec: Any) -> dict[str, Any]:
+def subscription(
+    name: str = "orders-to-crm", labels: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/v1alpha1",
         "kind": "WebhookSubscription",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels or {}},
         "spec": {"url": "https://crm.example.com/hooks", **spec},
     }
 
@@ -48,12 +50,18 @@ async def http(standin: ApiStandin) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def call(http: aiohttp.ClientSession, method: str, path: str, body: Any = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+async def call(
+    http: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body)
     headers = headers or {"Content-Type": "application/json"}
     async with http.request(method, path, data=data, headers=headers) as rsp:
-        return rsp.status, await rsp.json()
+        answer = await rsp.read()
+        return rsp.status, json.loads(answer) if answer else None
 
 
 async def watch(http: aiohttp.ClientSession, path: str, count: int, **params: str) -> list[Any]:
@@ -83,12 +91,15 @@ async def test_every_write_gets_a_higher_resource_version(http):
     _, second = await call(http, "POST", SUBS, subscription("b"))
     _, patched = await call(http, "PATCH", f"{SUBS}/a", {"metadata": {"labels": {"x": "1"}}}, MERGE)
     versions = [int(o["metadata"]["resourceVersion"]) for o in (first, second, patched)]
-    assert versions == sorted(versions) and len(set(versions)) == 3
+    assert versions == sorted(versions)
+    assert len(set(versions)) == 3
 
 
 async def test_generation_bumps_on_spec_changes_only(http):
     await call(http, "POST", SUBS, subscription())
-    _, labelled = await call(http, "PATCH", f"{SUBS}/orders-to-crm", {"metadata": {"labels": {"a": "b"}}}, MERGE)
+    _, labelled = await call(
+        http, "PATCH", f"{SUBS}/orders-to-crm", {"metadata": {"labels": {"a": "b"}}}, MERGE
+    )
     _, with_status = await call(
         http, "PATCH", f"{SUBS}/orders-to-crm/status", {"status": {"deliveredCount": 1}}, MERGE
     )
@@ -129,7 +140,7 @@ async def test_a_status_patch_changes_only_the_status(http):
     assert status == 200
     assert obj["status"] == {"deliveredCount": 3}
     assert "paused" not in obj["spec"]
-    assert "labels" not in obj["metadata"]
+    assert obj["metadata"]["labels"] == {}
 
 
 async def test_a_main_patch_ignores_status_changes(http):
@@ -212,7 +223,8 @@ async def test_a_put_with_the_current_resource_version_replaces_the_object(http)
 async def test_delete_waits_for_finalizers_and_completes_when_the_last_one_is_removed(http):
     await call(http, "POST", SUBS, {**subscription(), "metadata": {"name": "s", "finalizers": ["x/y"]}})
     status, deleting = await call(http, "DELETE", f"{SUBS}/s")
-    assert status == 200 and deleting["metadata"]["deletionTimestamp"]
+    assert status == 200
+    assert deleting["metadata"]["deletionTimestamp"]
     assert (await call(http, "GET", f"{SUBS}/s"))[0] == 200
     await call(http, "PATCH", f"{SUBS}/s", {"metadata": {"finalizers": None}}, MERGE)
     assert (await call(http, "GET", f"{SUBS}/s"))[0] == 404
@@ -229,7 +241,8 @@ async def test_watch_sees_added_modified_deleted_with_increasing_resource_versio
     events = await stream
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
-    assert versions == sorted(versions) and len(set(versions)) == 3
+    assert versions == sorted(versions)
+    assert len(set(versions)) == 3
     assert versions[-1] == standin.resource_version
 
 
@@ -237,7 +250,8 @@ async def test_a_watch_from_a_listed_resource_version_gets_the_events_made_in_be
     _, listed = await call(http, "GET", SUBS)
     await call(http, "POST", SUBS, subscription("made-after-the-list"))
     events = await watch(http, SUBS, 1, resourceVersion=listed["metadata"]["resourceVersion"])
-    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "made-after-the-list")]
+    seen = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
+    assert seen == [("ADDED", "made-after-the-list")]
 
 
 async def test_a_watch_from_an_expired_resource_version_gets_410_gone():
@@ -252,11 +266,34 @@ async def test_a_watch_from_an_expired_resource_version_gets_410_gone():
 
 
 async def test_a_list_reports_the_current_resource_version_and_filters_by_labels(http, standin):
-    await call(http, "POST", SUBS, {**subscription("a"), "metadata": {"name": "a", "labels": {"tier": "gold"}}})
-    await call(http, "POST", SUBS, {**subscription("b"), "metadata": {"name": "b", "labels": {"tier": "tin"}}})
+    await call(http, "POST", SUBS, subscription("a", labels={"tier": "gold"}))
+    await call(http, "POST", SUBS, subscription("b", labels={"tier": "tin"}))
     _, listed = await call(http, "GET", f"{SUBS}?labelSelector=tier%3Dgold")
     assert listed["metadata"]["resourceVersion"] == str(standin.resource_version)
     assert [item["metadata"]["name"] for item in listed["items"]] == ["a"]
+
+
+async def test_label_and_field_selectors_support_set_and_inequality_terms(http):
+    for name, tier in (("a", "gold"), ("b", "tin"), ("c", None)):
+        await call(http, "POST", SUBS, subscription(name, labels={"tier": tier} if tier else {}))
+
+    async def names(query: str) -> list[str]:
+        _, listed = await call(http, "GET", f"{SUBS}?{query}")
+        return [item["metadata"]["name"] for item in listed["items"]]
+
+    assert await names("labelSelector=tier+in+(gold,silver)") == ["a"]
+    assert await names("labelSelector=tier+notin+(gold)") == ["b", "c"]
+    assert await names("labelSelector=!tier") == ["c"]
+    assert await names("labelSelector=tier!%3Dgold,tier") == ["b"]
+    assert await names("fieldSelector=metadata.name%3Db") == ["b"]
+    assert (await call(http, "GET", f"{SUBS}?labelSelector=(oops"))[0] == 400
+
+
+async def test_a_watch_with_initial_events_ends_them_with_a_bookmark(http):
+    await call(http, "POST", SUBS, subscription())
+    events = await watch(http, SUBS, 2, sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
 
 
 async def test_a_list_pages_with_limit_and_continue(http):
@@ -273,8 +310,12 @@ async def test_discovery_lists_both_crds_with_short_names_categories_and_status(
     assert GROUP in {group["name"] for group in groups["groups"]}
     _, listing = await call(http, "GET", f"/apis/{GROUP}/v1alpha1")
     resources = {r["name"]: r for r in listing["resources"]}
-    assert set(resources) == {"webhooksubscriptions", "webhooksubscriptions/status",
-                              "webhookevents", "webhookevents/status"}
+    assert set(resources) == {
+        "webhooksubscriptions",
+        "webhooksubscriptions/status",
+        "webhookevents",
+        "webhookevents/status",
+    }
     assert resources["webhooksubscriptions"]["shortNames"] == ["whsub"]
     assert resources["webhookevents"]["shortNames"] == ["whev"]
     assert resources["webhookevents"]["kind"] == "WebhookEvent"
@@ -286,8 +327,12 @@ async def test_discovery_lists_both_crds_with_short_names_categories_and_status(
 async def test_built_in_core_resources_are_discoverable_and_events_can_be_posted(http):
     _, core = await call(http, "GET", "/api/v1")
     assert {"secrets", "events", "namespaces"} <= {r["name"] for r in core["resources"]}
-    event = {"metadata": {"generateName": "kopf-event-"}, "reason": "Tested", "message": "hello",
-             "involvedObject": {"kind": "WebhookEvent", "name": "e1", "namespace": "shop"}}
+    event = {
+        "metadata": {"generateName": "kopf-event-"},
+        "reason": "Tested",
+        "message": "hello",
+        "involvedObject": {"kind": "WebhookEvent", "name": "e1", "namespace": "shop"},
+    }
     status, obj = await call(http, "POST", "/api/v1/namespaces/shop/events", event)
     assert (status, obj["kind"], obj["metadata"]["namespace"]) == (201, "Event", "shop")
 
@@ -303,8 +348,9 @@ async def test_namespaces_are_served_at_their_core_paths(http):
 async def test_fault_injection_answers_the_status_and_does_not_apply_the_change(http, standin):
     await call(http, "POST", SUBS, subscription())
     standin.faults.inject(share=1.0, statuses=(429,), retry_after=3, methods={"PATCH"})
-    async with http.patch(f"{SUBS}/orders-to-crm", data=json.dumps({"spec": {"paused": True}}),
-                          headers=MERGE) as rsp:
+    async with http.patch(
+        f"{SUBS}/orders-to-crm", data=json.dumps({"spec": {"paused": True}}), headers=MERGE
+    ) as rsp:
         status, retry_after, body = rsp.status, rsp.headers.get("Retry-After"), await rsp.json()
     standin.faults.clear()
     assert (status, retry_after, body["reason"]) == (429, "3", "TooManyRequests")
@@ -351,6 +397,23 @@ async def test_the_request_history_stays_bounded():
         for name in "abcdefgh":
             await standin.create("whsub", "shop", subscription(name))
         assert len(list(standin)) == 5
+
+
+async def test_object_history_is_kept_only_when_asked_for():
+    async with serve_api_standin(keep_history=True) as standin:
+        await standin.create("whsub", "shop", subscription())
+        await standin.patch_status("whsub", "shop", "orders-to-crm", {"deliveredCount": 1})
+        history = standin.objects[standin.resolve("whsub"), "shop", "orders-to-crm"].history
+        assert [version.get("status") for version in history] == [None, {"deliveredCount": 1}]
+
+
+async def test_a_kmock_reaction_answers_instead_of_the_stand_in_and_stores_nothing(http, standin):
+    await call(http, "POST", SUBS, subscription())
+    standin["patch", standin.subresource("status")][:1] << 409
+    patch = {"status": {"deliveredCount": 1}}
+    assert (await call(http, "PATCH", f"{SUBS}/orders-to-crm/status", patch, MERGE))[0] == 409
+    assert "status" not in (await call(http, "GET", f"{SUBS}/orders-to-crm"))[1]
+    assert (await call(http, "PATCH", f"{SUBS}/orders-to-crm/status", patch, MERGE))[0] == 200
 
 
 async def test_the_helpers_create_read_and_patch_status_over_http(standin):
