@@ -258,7 +258,7 @@ def _error_result(error: BaseException, duration: float) -> AttemptResult:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return AttemptResult(
                 Verdict.RETRY,
-                error=f"TLS: {cause.verify_message or 'certificate verify failed'}",
+                error=f"TLS: {getattr(cause, 'verify_message', '') or 'certificate verify failed'}",
                 tls_problem=True,
                 duration=duration,
             )

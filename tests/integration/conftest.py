@@ -47,6 +47,9 @@ def test_config(standin: ApiStandin, **overrides: Any) -> OperatorConfig:
     return dataclasses.replace(base, **overrides)
 
 
+test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 class RunningOperator:
     """The real operator, in a thread with its own event loop, as it runs in production.
 
