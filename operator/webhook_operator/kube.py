@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import ssl
 import tempfile
@@ -96,10 +97,8 @@ class KubeClient:
 
     async def delete(self, path: str, *, uid: str | None = None) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}} if uid else None
-        try:
+        with contextlib.suppress(NotFoundError):  # already gone is what we wanted
             await self._request("DELETE", path, body=body)
-        except NotFoundError:
-            pass
 
     async def _request(
         self, method: str, path: str, *, body: object = None, content_type: str = "application/json"
@@ -109,7 +108,8 @@ class KubeClient:
             self.writes += 1
         data = json.dumps(body).encode() if body is not None else None
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
-            assert self._session is not None and self._connection is not None
+            assert self._session is not None
+            assert self._connection is not None
             try:
                 async with self._session.request(
                     method,

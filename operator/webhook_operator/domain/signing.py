@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 -- the key format prefix, not a key
 MIN_KEY_BYTES = 16
 MAX_KEY_BYTES = 128
 

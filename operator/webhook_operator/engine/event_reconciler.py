@@ -306,7 +306,8 @@ class EventReconciler:
     ) -> tuple[tuple[Delivery, ...] | None, Summary, str | None, dict[str, Target]]:
         if isinstance(spec, SpecProblem):
             status = body.get("status")
-            return None, problem_summary(spec), status.get("redelivered") if isinstance(status, Mapping) else None, {}
+            redone = status.get("redelivered") if isinstance(status, Mapping) else None
+            return None, problem_summary(spec), redone, {}
         targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
         if isinstance(deliveries, SpecProblem):
             return None, problem_summary(deliveries), redelivered, targets

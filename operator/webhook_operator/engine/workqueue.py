@@ -12,6 +12,7 @@ number of resources, not by their size.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -85,10 +86,8 @@ class WorkQueue(Generic[K]):
                 return key
             self._wakeup.clear()
             timeout = self._delayed[0][0] - self._clock() if self._delayed else None
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except TimeoutError:
-                pass
 
     def done(self, key: K) -> None:
         self._processing.discard(key)
@@ -126,7 +125,7 @@ async def run_workers(
                 failures.pop(key, None)
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 -- one bad resource must not stop the loop
+            except Exception as error:
                 on_error(key, error)
                 failures[key] = failures.get(key, 0) + 1
                 queue.add_after(key, min(300.0, 2.0 ** (failures[key] - 1)))
