@@ -96,7 +96,7 @@ def builtin_examples() -> list[dict[str, Any]]:
             "kind": "Secret",
             "metadata": {"name": "shop-webhook-signing", "namespace": NAMESPACE},
             "type": "Opaque",
-            "stringData": {"signingKey": key},
+            "data": {"signingKey": base64.b64encode(key.encode()).decode()},
         },
         {
             "apiVersion": GROUP_VERSION,
@@ -288,10 +288,10 @@ class Console:
         self.started = time.monotonic()
         encoding = getattr(out, "encoding", None) or "ascii"
         try:
-            "✓✗→".encode(encoding)
-            self.ok, self.bad, self.arrow = "✓", "✗", "→"
+            "✓✗→…".encode(encoding)
+            self.ok, self.bad, self.arrow, self.more = "✓", "✗", "→", "…"
         except (UnicodeEncodeError, LookupError):
-            self.ok, self.bad, self.arrow = "OK", "FAILED", "->"
+            self.ok, self.bad, self.arrow, self.more = "OK", "FAILED", "->", "..."
 
     def step(self, text: str) -> None:
         self.line(f"[{time.monotonic() - self.started:5.1f}s] {text}")
@@ -312,7 +312,8 @@ class Console:
         what = f"{event_name} ({arrival.event_type})"
         self.line(
             f"[{arrival.at - self.started:5.1f}s]   {what:<42} {self.arrow} {arrival.subscription:<20} "
-            f"attempt {arrival.attempt}  webhook-id {arrival.webhook_id[:8]}…  {check}  {self.arrow} {answer}"
+            f"attempt {arrival.attempt}  webhook-id {arrival.webhook_id[:8]}{self.more}  "
+            f"{check}  {self.arrow} {answer}"
         )
 
 
