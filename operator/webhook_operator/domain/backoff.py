@@ -42,7 +42,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() also takes "²" and "١٢٠"; RFC 9110 DIGIT is ASCII
         return float(min(int(value), 10**9))
     try:
         when = email.utils.parsedate_to_datetime(value)
