@@ -71,7 +71,7 @@ import jsonpointer
 import kmock
 import yaml
 import yarl
-from kmock._internal import k8s_dicts, references, rendering
+from kmock._internal import apps, k8s_dicts, references, rendering
 
 from webhook_operator.api_standin_faults import Faults, status_body, status_response
 
@@ -269,7 +269,7 @@ class ApiStandin(kmock.KubernetesEmulator):
     crds_dir: pathlib.Path | None = None  # None: the package's crds/ (a symlink to the repo's)
     keep_alive: bool = False  # False: `Connection: close` on every answer (kopf's fast shutdown)
     keep_history: bool = False  # True: kmock's per-object version history (memory grows)
-    request_history: int = 1000  # requests kept for kmock's `list(standin)` and DSL assertions
+    request_history: int = 1000  # requests kept for kmock's `list(standin)`; 0: faster, none kept
     watch_log_size: int = 10_000  # events kept for watches resuming from a resourceVersion
 
     faults: Faults = attrs.field(factory=Faults, init=False)
@@ -287,7 +287,9 @@ class ApiStandin(kmock.KubernetesEmulator):
         # Only kmock's discovery and 404 fallbacks: the emulator's own object serving is replaced.
         kmock.KubernetesScaffold.__attrs_post_init__(self)
         self._builtin_reactions = {id(payload) for payload in self._payloads}
-        self._requests = collections.deque(maxlen=self.request_history)  # type: ignore[assignment]
+        # kmock's views match a request only while it is in the root's history: keep at least one.
+        history: collections.deque[rendering.Request] = collections.deque(maxlen=max(1, self.request_history))
+        self._requests = history  # type: ignore[assignment]
         self._log = collections.deque(maxlen=self.watch_log_size)
         self._watches = collections.defaultdict(set)
         with warnings.catch_warnings():  # kmock reads its bundle with a deprecated importlib call
@@ -841,6 +843,16 @@ class ApiStandin(kmock.KubernetesEmulator):
             if rsp.status >= 400:
                 raise StandinError(rsp.status, answer)
             return answer  # type: ignore[no-any-return]
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # Discovery only (resource requests never get here): skip the emulator's object writes.
+        return await apps.RawHandler._handle(self, request)
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        listing = await super()._serve_version(request)
+        if isinstance(listing, dict):  # kmock renders the core group's version as "/v1"
+            listing["groupVersion"] = listing["groupVersion"].lstrip("/")
+        return listing
 
     def _get_resources(self) -> list[references.resource]:
         # kmock also scans every stored object here, on every discovery request: not needed.

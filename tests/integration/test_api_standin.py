@@ -42,6 +42,7 @@ def subscription(
 async def standin() -> AsyncIterator[ApiStandin]:
     async with serve_api_standin() as served:  # the package's crds/, i.e. the repository's
         yield served
+        assert not served.errors, "the stand-in itself failed (a 500 with a traceback)"
 
 
 @pytest.fixture
@@ -326,6 +327,7 @@ async def test_discovery_lists_both_crds_with_short_names_categories_and_status(
 
 async def test_built_in_core_resources_are_discoverable_and_events_can_be_posted(http):
     _, core = await call(http, "GET", "/api/v1")
+    assert core["groupVersion"] == "v1"
     assert {"secrets", "events", "namespaces"} <= {r["name"] for r in core["resources"]}
     event = {
         "metadata": {"generateName": "kopf-event-"},
@@ -390,6 +392,16 @@ async def test_requests_are_counted_by_verb_resource_and_subresource(http, stand
     assert standin.count("patch", subresource="status") == 1
     assert standin.count("patch", subresource="") == 0
     assert standin.count("create", "patch", "update", "delete") == 2
+
+
+async def test_discovery_and_objects_work_without_a_request_history():
+    async with (
+        serve_api_standin(request_history=0) as standin,
+        aiohttp.ClientSession(base_url=standin.url) as http,
+    ):
+        assert (await call(http, "GET", f"/apis/{GROUP}/v1alpha1"))[0] == 200
+        assert (await call(http, "POST", SUBS, subscription()))[0] == 201
+        assert not standin.errors
 
 
 async def test_the_request_history_stays_bounded():
