@@ -61,7 +61,7 @@ import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import aiohttp.web
@@ -103,6 +103,7 @@ logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Match = Callable[[Obj], bool]
 Lookup = Callable[[Obj, str], str | None]
+S = TypeVar("S", bound="ApiStandin")
 
 
 class StandinError(Exception):
@@ -868,22 +869,29 @@ def _json(code: int, obj: Any) -> aiohttp.web.Response:
     return aiohttp.web.Response(status=code, body=_dumps(obj).encode(), content_type="application/json")
 
 
-@contextlib.asynccontextmanager
-async def serve_api_standin(
+def serve_api_standin(
     crds_dir: pathlib.Path | str | None = None, *, host: str = "127.0.0.1", port: int = 0, **options: Any
-) -> AsyncIterator[ApiStandin]:
-    """Serve an `ApiStandin` over HTTP on `host` (a free port by default) until the block exits.
+) -> contextlib.AbstractAsyncContextManager[ApiStandin]:
+    """Serve a new `ApiStandin` over HTTP on `host` (a free port by default) until the block exits.
 
     `standin.url` is the base URL; `options` are ApiStandin's (keep_alive, keep_history, ...).
+    """
+    path = None if crds_dir is None else pathlib.Path(crds_dir)
+    return serve(ApiStandin(crds_dir=path, **options), host=host, port=port)
+
+
+@contextlib.asynccontextmanager
+async def serve(standin: S, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[S]:
+    """Serve a stand-in built by the caller (e.g. a subclass with more faults) until the block exits.
+
     On exit, open watches are ended first, so the server stops without waiting for them.
     """
-    standin = ApiStandin(crds_dir=None if crds_dir is None else pathlib.Path(crds_dir), **options)
     async with standin:
         server = aiohttp.web.Server(standin, handler_cancellation=True, access_log=None)
         runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = aiohttp.web.TCPSite(runner, host, port)
+            site = aiohttp.web.TCPSite(runner, host, port, backlog=1024)
             await site.start()
             url = yarl.URL.build(scheme="http", host=host, port=runner.addresses[0][1])
             connector = aiohttp.TCPConnector(force_close=not standin.keep_alive)

@@ -18,7 +18,7 @@ import aiohttp
 import kopf
 import pytest
 
-from webhook_operator.api_standin import ApiStandin, StandinError, serve_api_standin
+from webhook_operator.api_standin import ApiStandin, StandinError, serve, serve_api_standin
 
 GROUP = "webhooks.openplatform.dev"
 SUBS = f"/apis/{GROUP}/v1alpha1/namespaces/shop/webhooksubscriptions"
@@ -402,6 +402,15 @@ async def test_discovery_and_objects_work_without_a_request_history():
         assert (await call(http, "GET", f"/apis/{GROUP}/v1alpha1"))[0] == 200
         assert (await call(http, "POST", SUBS, subscription()))[0] == 201
         assert not standin.errors
+
+
+async def test_a_stand_in_built_by_the_caller_is_served_as_is():
+    class Subclassed(ApiStandin):
+        pass
+
+    async with serve(Subclassed(keep_alive=True)) as standin:
+        assert isinstance(standin, Subclassed)
+        assert (await standin.create("whsub", "shop", subscription()))["metadata"]["uid"]
 
 
 async def test_the_request_history_stays_bounded():
