@@ -83,7 +83,9 @@ def test_the_demo_delivers_verifies_retries_and_prints_both_tables():
     assert subs["payments-to-ledger"][2] == "1"
 
     events = table_rows(out, EVENTS_HEADER)
-    assert {"order-1001-created", "invoice-2001-paid", "product-42-updated", "payment-3001-captured"} <= set(events)
+    assert {"order-1001-created", "invoice-2001-paid", "product-42-updated", "payment-3001-captured"} <= set(
+        events
+    )
     assert len(events) == 6
     assert all(cells[1:4] == ["True", "0", "0"] for cells in events.values()), events
     assert events["payment-3001-captured"][0] == "payment.captured"
@@ -176,7 +178,9 @@ def test_the_built_in_verifier_agrees_with_the_official_library():
 
 
 def test_printer_column_paths_and_ages_read_as_kubectl_shows_them():
-    obj = {"status": {"conditions": [{"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}}
+    obj = {
+        "status": {"conditions": [{"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}
+    }
     assert evaluate(obj, '.status.conditions[?(@.type=="Ready")].status') == "True"
     assert evaluate(obj, ".status.deliveredCount") is None
     now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)

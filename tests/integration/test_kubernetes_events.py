@@ -81,13 +81,17 @@ async def disabling_operator(standin) -> AsyncIterator[RunningOperator]:
         await running.stop()
 
 
-async def test_a_failing_endpoint_and_sixty_events_make_a_bounded_number_of_events(standin, receiver, operator):
+async def test_a_failing_endpoint_and_sixty_events_make_a_bounded_number_of_events(
+    standin, receiver, operator
+):
     receiver.script("/down", [400] * 1000)
     await create_subscription(standin, "crm", {"url": receiver.endpoint("/down"), "retry": ONE_ATTEMPT})
     await wait_condition(standin, SUBS, "crm", "Ready")
     started = time.monotonic()
     names = [f"order-{n:03d}" for n in range(60)]
-    await asyncio.gather(*(create_event(standin, name, {"type": "order.created", "data": {}}) for name in names))
+    await asyncio.gather(
+        *(create_event(standin, name, {"type": "order.created", "data": {}}) for name in names)
+    )
     for name in names:
         await wait_condition(standin, EVENTS, name, "Failed", reason="PermanentError")
     failed = await settled(standin, "DeliveryFailed")
@@ -115,12 +119,16 @@ async def test_a_failing_endpoint_and_sixty_events_make_a_bounded_number_of_even
     }
     assert event["type"] == "Warning"
     assert event["source"] == {"component": "webhook-operator"}
-    assert event["message"].startswith("delivery to crm failed after 1 attempt(s): HTTP 400"), event["message"]
+    assert event["message"].startswith("delivery to crm failed after 1 attempt(s): HTTP 400"), event[
+        "message"
+    ]
     assert receiver.url not in event["message"]
     assert event["count"] == 1 and event["firstTimestamp"] and event["lastTimestamp"]
 
 
-async def test_repeated_failures_of_one_event_are_folded_into_one_kubernetes_event(standin, receiver, operator):
+async def test_repeated_failures_of_one_event_are_folded_into_one_kubernetes_event(
+    standin, receiver, operator
+):
     receiver.script("/down", [400] * 10)
     await create_subscription(standin, "crm", {"url": receiver.endpoint("/down"), "retry": ONE_ATTEMPT})
     await wait_condition(standin, SUBS, "crm", "Ready")
@@ -128,7 +136,10 @@ async def test_repeated_failures_of_one_event_are_folded_into_one_kubernetes_eve
     await wait_condition(standin, EVENTS, "order-1", "Failed")
     for replay in ("1", "2"):  # a person replays it twice; it fails twice more
         await merge_patch(
-            standin, EVENTS, "order-1", {"metadata": {"annotations": {"webhooks.openplatform.dev/redeliver": replay}}}
+            standin,
+            EVENTS,
+            "order-1",
+            {"metadata": {"annotations": {"webhooks.openplatform.dev/redeliver": replay}}},
         )
 
         async def replayed(replay: str = replay) -> bool:
@@ -178,12 +189,18 @@ async def test_a_disabled_endpoint_says_so_on_the_subscription_and_its_events_sa
     assert len(await kubernetes_events(standin, "DeliveryFailed")) == 3
 
     # Re-enabled by the annotation: the subscription's story continues.
-    await merge_patch(standin, SUBS, "crm", {"metadata": {"annotations": {"webhooks.openplatform.dev/reenable": "1"}}})
+    await merge_patch(
+        standin, SUBS, "crm", {"metadata": {"annotations": {"webhooks.openplatform.dev/reenable": "1"}}}
+    )
     await wait_condition(standin, SUBS, "crm", "Ready", "True", "Active")
     await wait_condition(standin, EVENTS, "order-3", "Delivered")
     [reenabled] = await settled(standin, "EndpointReenabled")
     assert reenabled["involvedObject"]["name"] == "crm" and reenabled["type"] == "Normal"
-    reasons = [e["reason"] for e in await kubernetes_events(standin) if e["involvedObject"]["kind"] == "WebhookSubscription"]
+    reasons = [
+        e["reason"]
+        for e in await kubernetes_events(standin)
+        if e["involvedObject"]["kind"] == "WebhookSubscription"
+    ]
     assert reasons.count("EndpointDisabled") == 1
 
 

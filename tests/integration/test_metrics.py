@@ -23,7 +23,17 @@ EVENTS = "webhookevents"
 SUBS = "webhooksubscriptions"
 FAST_RETRY = {"maxAttempts": 3, "backoff": "Linear", "initialDelaySeconds": 1, "maxDelaySeconds": 1}
 # Every label a series may carry: bounded sets, or namespace and subscription names.
-ALLOWED_LABELS = {"namespace", "subscription", "outcome", "code_class", "result", "ready", "reason", "kind", "le"}
+ALLOWED_LABELS = {
+    "namespace",
+    "subscription",
+    "outcome",
+    "code_class",
+    "result",
+    "ready",
+    "reason",
+    "kind",
+    "le",
+}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -79,10 +89,16 @@ async def test_counters_and_histograms_after_a_success_a_retry_and_a_permanent_f
     await create_subscription(
         standin,
         "no-secret",
-        {"url": receiver.endpoint("/x"), "eventTypes": ["none"], "signing": {"secretRef": {"name": "missing"}}},
+        {
+            "url": receiver.endpoint("/x"),
+            "eventTypes": ["none"],
+            "signing": {"secretRef": {"name": "missing"}},
+        },
     )
     # The cloud metadata address: refused by the egress policy whatever the allow-list says here.
-    await create_subscription(standin, "metadata", {"url": "http://169.254.169.254/latest", "eventTypes": ["meta"]})
+    await create_subscription(
+        standin, "metadata", {"url": "http://169.254.169.254/latest", "eventTypes": ["meta"]}
+    )
     for name in ("ok", "flaky", "broken"):
         await wait_condition(standin, SUBS, name, "Ready")
     await wait_condition(standin, SUBS, "no-secret", "Ready", "False", "SecretNotFound")
