@@ -121,7 +121,14 @@ class Kubectl:
     def apply(
         self, objects: Iterable[dict[str, Any]], *extra: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        return self("apply", "-f", "-", *extra, input=yaml.safe_dump_all(list(objects)), check=check)
+        """`kubectl apply -f -` of `objects`, sent as a stream of JSON documents.
+
+        Not YAML: PyYAML writes strings such as "00340434161234567890" or "08" (the tracking
+        number in examples/) unquoted, and kubectl's YAML reader then takes them for numbers.
+        Nor JSON documents between `---` lines: kubectl sees the leading `{`, reads JSON, and
+        stops after the first document. A plain JSON stream keeps every value's type.
+        """
+        return self("apply", "-f", "-", *extra, input=json_stream(objects), check=check)
 
     def wait(self, *args: str, timeout: int = 90) -> subprocess.CompletedProcess[str]:
         return self("wait", f"--timeout={timeout}s", *args, timeout=timeout + 30)
@@ -130,6 +137,10 @@ class Kubectl:
         """Drop cached discovery and OpenAPI, so new CRDs (short names, categories) are seen."""
         shutil.rmtree(self.cache_dir, ignore_errors=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+
+def json_stream(objects: Iterable[dict[str, Any]]) -> str:
+    return "\n".join(json.dumps(obj) for obj in objects) + "\n"
 
 
 def eventually(

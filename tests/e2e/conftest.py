@@ -45,7 +45,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from tests.e2e.cluster import (
     CRDS,
@@ -57,6 +56,7 @@ from tests.e2e.cluster import (
     crd_names,
     eventually,
     example_documents,
+    json_stream,
     probe_cluster,
 )
 from tests.e2e.receiver import (
@@ -324,7 +324,7 @@ def new_namespace(
             "kind": "Namespace",
             "metadata": {"name": name, "labels": {SESSION_LABEL: session_id}},
         }
-        kubectl("create", "-f", "-", input=yaml.safe_dump(manifest))
+        kubectl("create", "-f", "-", input=json_stream([manifest]))
         created.append(name)
         add_diagnostic(
             request.node,
