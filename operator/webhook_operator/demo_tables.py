@@ -151,13 +151,13 @@ def describe_event(
             d.get("state", ""),
             str(d.get("attempts", 0)),
             str(d.get("lastStatusCode", "")),
+            d.get("reason") or "",
             d.get("lastError") or "",
         ]
         for d in status.get("deliveries") or []
     ]
-    lines.append(
-        layout([["Subscription", "State", "Attempts", "Last Code", "Last Error"], *deliveries], indent="    ")
-    )
+    header = ["Subscription", "State", "Attempts", "Last Code", "Reason", "Last Error"]
+    lines.append(layout([header, *deliveries], indent="    "))
     lines.append(
         f"  Succeeded: {status.get('succeeded', 0)}  Failed: {status.get('failed', 0)}"
         f"  Pending: {status.get('pending', 0)}"
