@@ -113,7 +113,10 @@ def parse_event_spec(
         parsed = _parse_event(_mapping(spec, "spec"))
     except _Invalid as problem:
         return SpecProblem("InvalidEvent", problem.message)
-    size = len(json.dumps(parsed.data, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        size = len(json.dumps(parsed.data, separators=(",", ":"), ensure_ascii=False).encode())
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): it cannot go on the wire
+        return SpecProblem("InvalidEvent", "spec.data holds a string that is not valid Unicode")
     if size > max_data_bytes:
         return SpecProblem(
             "PayloadTooLarge", f"spec.data is {size} bytes serialized; the limit is {max_data_bytes} bytes"
@@ -211,12 +214,13 @@ def _parse_event(spec: Mapping[str, Any]) -> EventSpec:
     type_ = _string(spec.get("type"), "spec.type", required=True)
     if len(type_) > MAX_EVENT_TYPE_LENGTH:
         raise _Invalid(f"spec.type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
+    _encodable(type_, "spec.type")
     if "data" not in spec:
         raise _Invalid("spec.data is required (any JSON object)")
     data = _mapping(spec.get("data"), "spec.data")
     source = spec.get("source")
     if source is not None:
-        source = _string(source, "spec.source", required=True)
+        source = _encodable(_string(source, "spec.source", required=True), "spec.source")
     names: tuple[str, ...] | None = None
     if spec.get("subscriptions"):
         names = tuple(
@@ -269,6 +273,15 @@ def _string(value: object, where: str, *, required: bool) -> str:
     if not isinstance(value, str) or (required and not value):
         raise _Invalid(f"{where} must be a non-empty string" if required else f"{where} must be a string")
     return value
+
+
+def _encodable(text: str, where: str) -> str:
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise _Invalid(f"{where} is not valid Unicode (it holds a lone surrogate)") from None
+    return text
 
 
 def _bool(value: object, where: str) -> bool:
