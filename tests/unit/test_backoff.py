@@ -68,7 +68,9 @@ def test_jitter_stays_within_ten_percent_of_the_nominal_delay_and_under_the_cap(
 
 
 @given(attempts=st.integers(1, 20), jitter_a=jitters, jitter_b=jitters)
-def test_exponential_gaps_keep_growing_whatever_the_jitter(attempts: int, jitter_a: float, jitter_b: float) -> None:
+def test_exponential_gaps_keep_growing_whatever_the_jitter(
+    attempts: int, jitter_a: float, jitter_b: float
+) -> None:
     policy = RetryPolicy(backoff="Exponential", initial_delay=1, max_delay=10**9)
     assert retry_delay(policy, attempts + 1, jitter_b) > retry_delay(policy, attempts, jitter_a)
 

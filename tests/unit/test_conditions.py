@@ -33,13 +33,17 @@ def test_the_transition_time_is_kept_when_the_status_does_not_change() -> None:
 
 def test_a_new_reason_with_the_same_status_keeps_the_transition_time() -> None:
     existing = upsert_condition([], Condition("Ready", "False", "Paused", "paused"), now=T0, generation=1)
-    [ready] = upsert_condition(existing, Condition("Ready", "False", "SecretNotFound", "no"), now=T1, generation=1)
+    [ready] = upsert_condition(
+        existing, Condition("Ready", "False", "SecretNotFound", "no"), now=T1, generation=1
+    )
     assert (ready["reason"], ready["lastTransitionTime"]) == ("SecretNotFound", "2025-03-01T12:00:00Z")
 
 
 def test_the_transition_time_moves_when_the_status_changes() -> None:
     existing = upsert_condition([], READY, now=T0, generation=1)
-    [ready] = upsert_condition(existing, Condition("Ready", "False", "Paused", "paused"), now=T1, generation=1)
+    [ready] = upsert_condition(
+        existing, Condition("Ready", "False", "Paused", "paused"), now=T1, generation=1
+    )
     assert ready["lastTransitionTime"] == "2025-03-01T12:05:00Z"
 
 
@@ -50,7 +54,13 @@ def test_a_condition_without_a_transition_time_gets_one() -> None:
 
 
 def test_other_conditions_are_left_as_they_are_and_in_order() -> None:
-    other = {"type": "Reconciling", "status": "False", "reason": "Done", "message": "", "lastTransitionTime": "x"}
+    other = {
+        "type": "Reconciling",
+        "status": "False",
+        "reason": "Done",
+        "message": "",
+        "lastTransitionTime": "x",
+    }
     updated = upsert_condition([other], READY, now=T0, generation=1)
     assert updated[0] == other and updated[0] is not other  # a copy, the input is not mutated
     assert [c["type"] for c in updated] == ["Reconciling", "Ready"]

@@ -116,7 +116,11 @@ def test_every_attempt_counts_once_and_only_retrying_deliveries_have_a_next_atte
 ) -> None:
     policy = RetryPolicy(max_attempts=max_attempts, initial_delay=1, max_delay=60)
     after = apply_result(
-        Delivery("s", State.RETRYING, attempts=attempts), AttemptResult(verdict), policy, now=NOW, jitter=jitter
+        Delivery("s", State.RETRYING, attempts=attempts),
+        AttemptResult(verdict),
+        policy,
+        now=NOW,
+        jitter=jitter,
     )
     assert after.attempts == attempts + 1
     assert (after.next_attempt_time is not None) == (after.state is State.RETRYING)
@@ -166,7 +170,11 @@ def test_pending_and_due_retrying_deliveries_are_due_and_future_ones_wait() -> N
 def test_a_delivery_to_a_deleted_subscription_fails_as_subscription_deleted() -> None:
     plan = plan_attempts([Delivery("gone-sub", State.RETRYING, attempts=1, next_attempt_time=NOW)], {}, NOW)
     [planned] = plan.deliveries
-    assert (planned.state, planned.reason, planned.next_attempt_time) == (State.FAILED, "SubscriptionDeleted", None)
+    assert (planned.state, planned.reason, planned.next_attempt_time) == (
+        State.FAILED,
+        "SubscriptionDeleted",
+        None,
+    )
     assert "gone-sub" in (planned.last_error or "")
     assert plan.due == ()
 

@@ -97,7 +97,8 @@ def test_health_survives_the_round_trip_through_status() -> None:
 
 def test_a_healthy_endpoints_status_deletes_the_streak_fields() -> None:
     status = EndpointHealth(delivered=1, last_delivery=T0, last_success=T0).to_status()
-    assert status["failingSince"] is None and status["endpointDisabled"] is None  # null deletes in a merge patch
+    # null deletes the field in a merge patch
+    assert status["failingSince"] is None and status["endpointDisabled"] is None
 
 
 def test_garbage_in_status_reads_as_zero() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import assume, given
@@ -31,7 +32,9 @@ def whsec(secret: bytes) -> str:
 
 
 @given(secret=key_bytes, msg_id=msg_ids, body=bodies, skew=st.integers(-290, 290))
-def test_our_signature_verifies_with_the_official_library(secret: bytes, msg_id: str, body: bytes, skew: int) -> None:
+def test_our_signature_verifies_with_the_official_library(
+    secret: bytes, msg_id: str, body: bytes, skew: int
+) -> None:
     timestamp = int(time.time()) + skew  # the library accepts 5 minutes either way
     key = parse_signing_key(whsec(secret), key_name="k/signingKey")
     headers = {
@@ -105,7 +108,9 @@ def test_a_key_is_immutable() -> None:
 
 
 # Values long enough that finding one inside a message cannot be a coincidence.
-base64ish = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_!.", min_size=12, max_size=80)
+base64ish = st.text(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_!.", min_size=12, max_size=80
+)
 
 
 @pytest.mark.parametrize(
@@ -115,12 +120,17 @@ base64ish = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
         ("WHSEC_c2VjcmV0LXZhbHVlLXRoYXQtaXMtbG9uZw==", "must start with 'whsec_'"),
         ("whsec_not*base64*at*all*zz", "not valid base64"),
         ("whsec_" + base64.b64encode(b"short-key").decode(), "decodes to 9 bytes"),
-        ("whsec_" + base64.b64encode(b"k" * (MAX_KEY_BYTES + 1)).decode(), f"decodes to {MAX_KEY_BYTES + 1} bytes"),
+        (
+            "whsec_" + base64.b64encode(b"k" * (MAX_KEY_BYTES + 1)).decode(),
+            f"decodes to {MAX_KEY_BYTES + 1} bytes",
+        ),
         ("whsec_", "decodes to 0 bytes"),
         (b"whsec_\xff\xfe-binary-secret-bytes", "not ASCII"),
     ],
 )
-def test_a_bad_key_raises_a_signing_key_error_that_names_the_key_not_the_value(value: str | bytes, why: str) -> None:
+def test_a_bad_key_raises_a_signing_key_error_that_names_the_key_not_the_value(
+    value: str | bytes, why: str
+) -> None:
     with pytest.raises(SigningKeyError) as raised:
         parse_signing_key(value, key_name="crm-secret/signingKey")
     message = str(raised.value)
@@ -134,12 +144,19 @@ def test_a_bad_key_raises_a_signing_key_error_that_names_the_key_not_the_value(v
 
 @given(value=st.one_of(base64ish, base64ish.map(lambda s: "whsec_" + s), st.text(min_size=12)))
 def test_no_invalid_key_value_appears_in_the_error(value: str) -> None:
+    body = value.strip().removeprefix("whsec_")
+    assume(len(body) >= 12)
+    error = raised_by(lambda: parse_signing_key(value, key_name="k"))
+    assume(error is not None)
+    assert body not in str(error)
+    assert body not in repr(error)
+    # no chained decoder error (binascii quotes the input) either
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def raised_by(call: Callable[[], object]) -> SigningKeyError | None:
     try:
-        parse_signing_key(value, key_name="k")
+        call()
     except SigningKeyError as error:
-        body = value.strip().removeprefix("whsec_")
-        assume(len(body) >= 12)
-        assert body not in str(error)
-        assert body not in repr(error)
-        # no chained decoder error (binascii quotes the input) either
-        assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+        return error
+    return None

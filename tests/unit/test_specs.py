@@ -142,7 +142,9 @@ def test_empty_optional_sections_mean_their_defaults() -> None:
         ({"tls": {"clientCertSecretRef": {"name": ""}}}, "spec.tls.clientCertSecretRef.name"),
     ],
 )
-def test_an_invalid_field_gives_invalid_spec_with_a_message_naming_it(fields: dict[str, Any], named: str) -> None:
+def test_an_invalid_field_gives_invalid_spec_with_a_message_naming_it(
+    fields: dict[str, Any], named: str
+) -> None:
     found = problem(parse_subscription_spec({"url": URL, **fields}))
     assert found.reason == "InvalidSpec"
     assert named in found.message
@@ -256,19 +258,52 @@ json_values = st.recursive(
 )
 field_values = st.one_of(
     json_values,
-    st.sampled_from(["https://example.com/", "http://[::1]:8080/x", "https://example.com:99999/", "StandardWebhooks",
-                     "CloudEvents", "Linear", "Exponential", "order.*"]),
+    st.sampled_from(
+        [
+            "https://example.com/",
+            "http://[::1]:8080/x",
+            "https://example.com:99999/",
+            "StandardWebhooks",
+            "CloudEvents",
+            "Linear",
+            "Exponential",
+            "order.*",
+        ]
+    ),
 )
 subscription_fields = st.sampled_from(
-    ["url", "eventTypes", "paused", "format", "signing", "headers", "timeoutSeconds", "retry", "maxInFlight", "tls"]
+    [
+        "url",
+        "eventTypes",
+        "paused",
+        "format",
+        "signing",
+        "headers",
+        "timeoutSeconds",
+        "retry",
+        "maxInFlight",
+        "tls",
+    ]
 )
 event_fields = st.sampled_from(["type", "data", "source", "subscriptions", "ttlSecondsAfterFinished"])
 
 
 def nested(fields: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
     inner = st.dictionaries(
-        st.sampled_from(["name", "key", "secretRef", "maxAttempts", "backoff", "initialDelaySeconds",
-                         "maxDelaySeconds", "caBundleSecretRef", "clientCertSecretRef", "X-A"]),
+        st.sampled_from(
+            [
+                "name",
+                "key",
+                "secretRef",
+                "maxAttempts",
+                "backoff",
+                "initialDelaySeconds",
+                "maxDelaySeconds",
+                "caBundleSecretRef",
+                "clientCertSecretRef",
+                "X-A",
+            ]
+        ),
         field_values,
         max_size=4,
     )
@@ -277,13 +312,19 @@ def nested(fields: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
 
 # Mostly well-formed specs with one odd value somewhere, which random objects rarely are.
 plausible_subscriptions = st.fixed_dictionaries(
-    {"url": st.sampled_from(["https://example.com/h", "http://10.0.0.1:8080/", "https://[::1]/"]) | json_text},
-    optional={name: field_values for name in ["eventTypes", "headers", "timeoutSeconds", "retry", "tls"]},
+    {
+        "url": st.sampled_from(["https://example.com/h", "http://10.0.0.1:8080/", "https://[::1]/"])
+        | json_text
+    },
+    optional=dict.fromkeys(["eventTypes", "headers", "timeoutSeconds", "retry", "tls"], field_values),
 )
 plausible_events = st.fixed_dictionaries(
     {"type": json_text, "data": st.dictionaries(json_text, json_values, max_size=4)},
-    optional={"source": json_text, "subscriptions": st.lists(json_text, max_size=3), "ttlSecondsAfterFinished":
-              json_scalars},
+    optional={
+        "source": json_text,
+        "subscriptions": st.lists(json_text, max_size=3),
+        "ttlSecondsAfterFinished": json_scalars,
+    },
 )
 
 

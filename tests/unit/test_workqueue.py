@@ -101,7 +101,9 @@ async def test_add_after_with_no_delay_adds_at_once(queue: WorkQueue[str]) -> No
     assert [await get_now(queue), await get_now(queue)] == ["a", "b"]
 
 
-async def test_a_delayed_key_already_queued_is_not_duplicated(queue: WorkQueue[str], clock: FakeClock) -> None:
+async def test_a_delayed_key_already_queued_is_not_duplicated(
+    queue: WorkQueue[str], clock: FakeClock
+) -> None:
     queue.add("a")
     queue.add_after("a", 1)
     clock.now += 1
