@@ -132,9 +132,20 @@ def kubectl(cluster: ClusterInfo, tmp_path_factory: pytest.TempPathFactory) -> K
 def crds(kubectl: Kubectl) -> list[str]:
     """crds/ applied and Established, with a fresh discovery cache that knows them."""
     kubectl("apply", "-f", str(CRDS))
-    names = crd_names()
+    names = crd_names()  # <plural>.<group>, as `kubectl api-resources -o name` prints them
     kubectl.wait("--for=condition=Established", *(f"crd/{name}" for name in names), timeout=60)
+    # Discovery lists a new CRD a moment after it is Established. kubectl caches discovery, and
+    # a cache without our resources would break short names and `kubectl get webhooks` (a
+    # category). api-resources reads discovery afresh and writes the cache it then holds.
     kubectl.forget_discovery()
+    eventually(
+        lambda: (
+            set(names) <= set(kubectl("api-resources", f"--api-group={GROUP}", "-o", "name").stdout.split())
+        ),
+        timeout=60,
+        interval=0.5,
+        what=f"the API server's discovery to list {', '.join(names)}",
+    )
     return names
 
 
