@@ -73,28 +73,17 @@ import yaml
 import yarl
 from kmock._internal import apps, k8s_dicts, references, rendering
 
-from webhook_operator.api_standin_faults import Faults, status_body, status_response
+from webhook_operator.api_standin_faults import Faults, conflict_message, status_body, status_response
 
 CRDS_DIR = pathlib.Path(__file__).parent / "crds"
 CRD_RESOURCE = references.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 _CRD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # what kube-apiserver draws generateName suffixes from
-_SERVER_META = (
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "selfLink",
-)
-_ACTIONS = {
-    "watch": kmock.action.WATCH,
-    "list": kmock.action.LIST,
+_SERVER_META = "uid resourceVersion generation creationTimestamp deletionTimestamp deletionGracePeriodSeconds"
+# Kubernetes verbs as kmock's actions (kmock has no action for PUT: it gets UPDATE as PATCH does).
+_ACTIONS = {action.value.lower(): action for action in kmock.action} | {
     "get": kmock.action.FETCH,
-    "create": kmock.action.CREATE,
     "patch": kmock.action.UPDATE,
-    "delete": kmock.action.DELETE,
 }
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10x faster on big CRDs
 _dumps = functools.partial(json.dumps, separators=(",", ":"))
@@ -274,6 +263,8 @@ class ApiStandin(kmock.KubernetesEmulator):
     watch_log_size: int = 10_000  # events kept for watches resuming from a resourceVersion
 
     faults: Faults = attrs.field(factory=Faults, init=False)
+    # plural -> seconds: live watch events of that resource arrive this late (a lagging watch)
+    watch_lag: dict[str, float] = attrs.field(factory=dict, init=False)
     counts: collections.Counter[tuple[str, str, str]] = attrs.field(factory=collections.Counter, init=False)
     _rv: int = attrs.field(default=0, init=False)
     _served: int = attrs.field(default=0, init=False)
@@ -337,22 +328,15 @@ class ApiStandin(kmock.KubernetesEmulator):
         """A served resource by `group/version/plural`, plural, short name, singular or kind."""
         if "/" in name:
             return self._resolve_key(references.resource(name))
-        wanted = name.lower()
-        found = [
-            res
-            for res in self.resources
-            if wanted
-            in {
-                res.plural,
-                self.resources[res].singular,
-                (self.resources[res].kind or "").lower(),
-                *self.resources[res].shortnames,
-            }
-        ]
+        found = [res for res in self.resources if name.lower() in self._names(res)]
         if not found:
             raise LookupError(f"no served resource is named {name!r}")
         # Our CRDs first, then the core group (`events` is both v1 and events.k8s.io/v1).
         return min(found, key=lambda res: (res not in self._crds, res.group != ""))
+
+    def _names(self, resource: references.resource) -> set[str | None]:
+        info = self.resources[resource]
+        return {resource.plural, info.singular, (info.kind or "").lower(), *info.shortnames}
 
     def api_path(
         self,
@@ -519,13 +503,7 @@ class ApiStandin(kmock.KubernetesEmulator):
             return _json(200, self._delete(resource, key, data or {}))
         old = self._current(key)
         if old is None:
-            raise _Reject(
-                404,
-                f"{self._what(resource, name)} not found",
-                name=name,
-                group=resource.group,
-                kind=resource.plural,
-            )
+            raise self._reject(404, resource, name, "not found")
         if verb == "get":
             return _json(200, old)
         return _json(200, self._update(resource, key, old, raw.content_type, data, verb, sub))
@@ -547,6 +525,11 @@ class ApiStandin(kmock.KubernetesEmulator):
     def _current(self, key: Any) -> Obj | None:
         obj = self._objects._objects.get(key)
         return None if obj is None or obj.deleted else obj.last.raw
+
+    def _reject(self, code: int, resource: references.resource, name: str, what: str, **kw: Any) -> _Reject:
+        """A failure about one object, worded and detailed as kube-apiserver does it."""
+        details = {"name": name, "group": resource.group, "kind": resource.plural}
+        return _Reject(code, f"{self._what(resource, name)} {what}", **kw, **details)
 
     def _what(self, resource: references.resource, name: str | None) -> str:
         plural = f"{resource.plural}.{resource.group}" if resource.group else str(resource.plural)
@@ -588,7 +571,7 @@ class ApiStandin(kmock.KubernetesEmulator):
 
     def _store_new(self, resource: references.resource, namespace: str | None, body: Obj) -> Obj:
         info = self.resources[resource]
-        meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _SERVER_META}
+        meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in _SERVER_META.split()}
         name = meta.get("name")
         while not name and meta.get("generateName"):
             candidate = meta["generateName"] + "".join(random.choices(_NAME_CHARS, k=5))
@@ -597,14 +580,7 @@ class ApiStandin(kmock.KubernetesEmulator):
             raise _Reject(422, "metadata.name: Required value: name or generateName is required")
         key = self._key(resource, namespace, name)
         if self._current(key) is not None:
-            raise _Reject(
-                409,
-                f"{self._what(resource, name)} already exists",
-                reason="AlreadyExists",
-                name=name,
-                group=resource.group,
-                kind=resource.plural,
-            )
+            raise self._reject(409, resource, name, "already exists", reason="AlreadyExists")
         meta.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=_now())
         if info.namespaced:
             meta["namespace"] = namespace
@@ -641,15 +617,7 @@ class ApiStandin(kmock.KubernetesEmulator):
                 422, "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
             )
         if rv and rv != old_meta.get("resourceVersion"):
-            raise _Reject(
-                409,
-                f"Operation cannot be fulfilled on {self._what(resource, key[2])}: the "
-                "object has been modified; please apply your changes to the latest version "
-                "and try again",
-                name=key[2],
-                group=resource.group,
-                kind=resource.plural,
-            )
+            raise _Reject(409, conflict_message(self._what(resource, key[2])), reason="Conflict")
         if meta.get("name", key[2]) != key[2]:
             raise _Reject(400, f"the name of the object ({meta['name']}) does not match the name on the URL")
         has_status = "status" in info.subresources
@@ -662,7 +630,7 @@ class ApiStandin(kmock.KubernetesEmulator):
             new = {k: v for k, v in patched.items() if k != "status" or not has_status}
             if has_status and "status" in old:
                 new["status"] = old["status"]
-            for field in (*_SERVER_META, "name", "namespace"):
+            for field in (*_SERVER_META.split(), "name", "namespace"):
                 meta.pop(field, None)
                 if field in old_meta:
                     meta[field] = old_meta[field]
@@ -718,13 +686,7 @@ class ApiStandin(kmock.KubernetesEmulator):
     def _delete(self, resource: references.resource, key: Any, options: Any) -> Obj:
         old = self._current(key)
         if old is None:
-            raise _Reject(
-                404,
-                f"{self._what(resource, key[2])} not found",
-                name=key[2],
-                group=resource.group,
-                kind=resource.plural,
-            )
+            raise self._reject(404, resource, key[2], "not found")
         meta = old["metadata"]
         wanted = options.get("preconditions") or {} if isinstance(options, dict) else {}
         for field in ("uid", "resourceVersion"):
@@ -773,7 +735,7 @@ class ApiStandin(kmock.KubernetesEmulator):
             except ValueError as e:
                 raise _Reject(400, "invalid continue token") from e
             items = [obj for obj in items if _sort_key(obj) > after]
-        limit = int(target.params.get("limit") or 0)
+        limit = int(text) if (text := target.params.get("limit", "")).isdigit() else 0
         if 0 < limit < len(items):
             cursor = json.dumps(_sort_key(items[limit - 1])).encode()
             meta["continue"] = base64.urlsafe_b64encode(cursor).decode()
@@ -791,7 +753,7 @@ class ApiStandin(kmock.KubernetesEmulator):
     ) -> aiohttp.web.StreamResponse:
         params = target.params
         since = params.get("resourceVersion") or "0"
-        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        timeout = int(text) if (text := params.get("timeoutSeconds", "")).isdigit() else None
         watch = _Watch(self._matcher(target))
         backlog: list[_Event] = []
         if since == "0" or params.get("sendInitialEvents") == "true":  # current state, then changes
@@ -825,6 +787,8 @@ class ApiStandin(kmock.KubernetesEmulator):
                 await response.write(event.line())
             async with asyncio.timeout(timeout):
                 while (live := await watch.queue.get()) is not None:
+                    if lag := self.watch_lag.get(resource.plural):
+                        await asyncio.sleep(lag)
                     await response.write(live.line())
             await response.write_eof()
         except (TimeoutError, ConnectionError):

@@ -80,6 +80,14 @@ def status_response(
     )
 
 
+def conflict_message(what: str) -> str:
+    """The 409 message kube-apiserver gives when a write carries a stale resourceVersion."""
+    return (
+        f"Operation cannot be fulfilled on {what}: the object has been modified; "
+        "please apply your changes to the latest version and try again"
+    )
+
+
 class Faults:
     """Answer a deterministic share of matching requests with an error, without applying them.
 
@@ -152,8 +160,7 @@ class Faults:
     def response(self, code: int, what: str) -> aiohttp.web.Response:
         """The answer for an injected fault `code` on `what` (e.g. `webhookevents "e1"`)."""
         messages = {
-            409: f"Operation cannot be fulfilled on {what}: the object has been modified; "
-            "please apply your changes to the latest version and try again",
+            409: conflict_message(what),
             429: "Too many requests, please try again later (injected fault).",
             500: "Internal error occurred (injected fault).",
             503: "The server is currently unable to handle the request (injected fault).",
