@@ -787,7 +787,7 @@ class ApiStandin(kmock.KubernetesEmulator):
                 await response.write(event.line())
             async with asyncio.timeout(timeout):
                 while (live := await watch.queue.get()) is not None:
-                    if lag := self.watch_lag.get(resource.plural):
+                    if lag := self.watch_lag.get(resource.plural or ""):
                         await asyncio.sleep(lag)
                     await response.write(live.line())
             await response.write_eof()

@@ -256,9 +256,11 @@ def _error_result(error: BaseException, duration: float) -> AttemptResult:
             )
     for cause in chain:
         if isinstance(cause, ssl.SSLCertVerificationError):
+            # aiohttp's wrapper is an SSLCertVerificationError too, without the detail: look past it.
+            detail = next((m for c in chain if (m := getattr(c, "verify_message", None))), None)
             return AttemptResult(
                 Verdict.RETRY,
-                error=f"TLS: {getattr(cause, 'verify_message', '') or 'certificate verify failed'}",
+                error="TLS: certificate verify failed" + (f": {detail}" if detail else ""),
                 tls_problem=True,
                 duration=duration,
             )
@@ -293,6 +295,10 @@ def _causes(error: BaseException) -> list[BaseException]:
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        # Its text repeats host and port and shows the per-request SSLContext as "<... object at
+        # 0x7f...>", which differs per process; the OS or TLS error underneath is the news.
+        error = error.os_error
     text = str(error) or type(error).__name__
     return text[:200]
 

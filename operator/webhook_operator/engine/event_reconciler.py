@@ -163,6 +163,7 @@ class EventReconciler:
         namespace = _meta(body, "namespace")
         deliveries = deliveries if deliveries is not None else _deliveries(body)
         if deliveries is None:
+            await self._subscriptions.caught_up(namespace, _meta(body, "resourceVersion"))
             records = self._subscriptions.in_namespace(namespace)
         else:
             names = [d.subscription for d in deliveries if d.is_open]

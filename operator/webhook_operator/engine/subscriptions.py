@@ -7,7 +7,9 @@ never reconciles an event against a half-known set of subscriptions.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,9 +22,11 @@ from webhook_operator.domain.signing import SigningKey, SigningKeyError, parse_s
 from webhook_operator.domain.specs import SpecProblem, SubscriptionSpec, parse_subscription_spec
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
 from webhook_operator.engine.secrets import SecretStore
+from webhook_operator.kube import KubeClient, KubeError, resource_path
 from webhook_operator.sender import Sender, TLSMaterial, TLSMaterialError
 
 REENABLE_ANNOTATION = "webhooks.openplatform.dev/reenable"
+_CATCH_UP_SECONDS = 2.0  # how long to wait for the watch to bring listed subscriptions
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,67 @@ class SubscriptionRegistry:
         self._policy = policy
         self._index: SubscriptionIndex = {}
         self._material: dict[SubKey, tuple[tuple[object, ...], _Material]] = {}
+        self._synced: dict[str, int] = {}  # namespace -> resourceVersion of its last consistent LIST
+        self._sync_locks: dict[str, asyncio.Lock] = {}
+        self._kube: KubeClient | None = None
 
-    def bind(self, index: SubscriptionIndex) -> None:
+    def bind(self, index: SubscriptionIndex, kube: KubeClient | None = None) -> None:
         self._index = index
+        self._kube = kube
+
+    async def caught_up(self, namespace: str, resource_version: str) -> None:
+        """Wait until every subscription created before this version is in the index.
+
+        The event and subscription watches are separate streams: a subscription applied a few
+        milliseconds before an event (`kubectl apply -f examples/`) can reach us after it, and the
+        event would match nothing. When an event is newer than anything the subscription watch has
+        brought, one LIST (shared by every event waiting in that namespace) says which
+        subscriptions exist, and we wait briefly for the watch to bring them into the index.
+        The LIST asks for a state not older than the event (`resourceVersionMatch=NotOlderThan`),
+        which the API server answers from its watch cache, without a round trip to etcd.
+        Versions are compared as integers only to skip work; when they are not integers, or the
+        LIST fails, matching goes ahead with the index as it is.
+
+        (The highest version the subscription watch has brought is no safe watermark: kopf
+        indexes each object in its own worker, so a later subscription can be indexed before
+        an earlier one.)
+        """
+        if self._kube is None or not resource_version.isdigit():
+            return
+        wanted = int(resource_version)
+        if wanted <= self._synced.get(namespace, 0):
+            return
+        lock = self._sync_locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            if wanted <= self._synced.get(namespace, 0):
+                return
+            query = f"?resourceVersion={wanted}&resourceVersionMatch=NotOlderThan"
+            try:
+                listing = await self._kube.get(resource_path("webhooksubscriptions", namespace) + query)
+            except KubeError:
+                return
+            if listing is None:
+                return
+            listed_version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
+            expected = {
+                str(item["metadata"]["name"]): str(item["metadata"].get("resourceVersion", ""))
+                for item in listing.get("items") or []
+                if isinstance(item, Mapping) and isinstance(item.get("metadata"), Mapping)
+            }
+            deadline = time.monotonic() + _CATCH_UP_SECONDS
+            while time.monotonic() < deadline and not self._indexed(namespace, expected):
+                await asyncio.sleep(0.005)
+            if listed_version.isdigit():
+                self._synced[namespace] = max(self._synced.get(namespace, 0), int(listed_version))
+
+    def _indexed(self, namespace: str, expected: Mapping[str, str]) -> bool:
+        for name, version in expected.items():
+            record = self.get((namespace, name))
+            if record is None or (
+                version.isdigit() and record.resource_version.isdigit() and int(record.resource_version) < int(version)
+            ):
+                return False
+        return True
 
     def get(self, key: SubKey) -> SubscriptionRecord | None:
         entries = self._index.get(("name", *key))
