@@ -29,6 +29,7 @@ class OperatorConfig:
     max_deliveries_per_event: int = 1000
     disable_rules: DisableRules = DisableRules()
     health_flush_seconds: float = 5.0
+    in_flight_report_seconds: float = 2.0  # attempts running longer show as InFlight in status
     slot_wait_seconds: float = 0.5  # how long a delivery waits for a maxInFlight slot before deferring
     shutdown_grace_seconds: float = 10.0
     # Set by the demo, the tests and the benchmark; None: log in from kubeconfig or the pod.

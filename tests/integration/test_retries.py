@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.integration.conftest import create_event, create_subscription, delivery, wait_condition
+from tests.conftest import eventually
+from tests.integration.conftest import create_event, create_subscription, delivery, read, wait_condition
 
 
 async def _subscribe(standin, receiver, path, **retry):
@@ -11,7 +12,9 @@ async def _subscribe(standin, receiver, path, **retry):
     await wait_condition(standin, "webhooksubscriptions", "sub", "Ready")
 
 
-async def test_two_503s_then_200_is_delivered_in_three_attempts_with_growing_gaps(standin, receiver, operator):
+async def test_two_503s_then_200_is_delivered_in_three_attempts_with_growing_gaps(
+    standin, receiver, operator
+):
     receiver.script("/flaky", [503, 503, 200])
     await _subscribe(standin, receiver, "/flaky")
     created = await create_event(standin, "e1", {"type": "order.created", "data": {}})
@@ -74,7 +77,9 @@ async def test_exhausting_max_attempts_ends_failed(standin, receiver, operator):
     receiver.script("/dead", [500] * 10)
     await _subscribe(standin, receiver, "/dead", initialDelaySeconds=0, maxAttempts=3)
     await create_event(standin, "e1", {"type": "order.created", "data": {}})
-    event = await wait_condition(standin, "webhookevents", "e1", "Failed", "True", "AttemptsExhausted", timeout=15)
+    event = await wait_condition(
+        standin, "webhookevents", "e1", "Failed", "True", "AttemptsExhausted", timeout=15
+    )
     assert len(receiver.at("/dead")) == 3
     assert delivery(event, "sub")["attempts"] == 3
     assert event["status"]["failed"] == 1
@@ -90,7 +95,9 @@ async def test_a_410_fails_the_delivery_and_disables_the_subscription(standin, r
 
 async def test_a_connection_refused_is_retried(standin, receiver, operator):
     await create_subscription(
-        standin, "sub", {"url": "http://127.0.0.1:9/nothing", "retry": {"initialDelaySeconds": 0, "maxAttempts": 2}}
+        standin,
+        "sub",
+        {"url": "http://127.0.0.1:9/nothing", "retry": {"initialDelaySeconds": 0, "maxAttempts": 2}},
     )
     await wait_condition(standin, "webhooksubscriptions", "sub", "Ready")
     await create_event(standin, "e1", {"type": "order.created", "data": {}})
@@ -99,3 +106,25 @@ async def test_a_connection_refused_is_retried(standin, receiver, operator):
     assert entry["attempts"] == 2
     assert "refused" in entry["lastError"]
     assert "lastStatusCode" not in entry
+
+
+async def test_an_attempt_that_takes_long_shows_as_in_flight_until_it_ends(standin, receiver, operator):
+    await operator.restart(in_flight_report_seconds=0.3)
+    receiver.hang("/slow")
+    await create_subscription(
+        standin, "sub", {"url": receiver.endpoint("/slow"), "timeoutSeconds": 2, "retry": {"maxAttempts": 1}}
+    )
+    await wait_condition(standin, "webhooksubscriptions", "sub", "Ready")
+    await create_event(standin, "e1", {"type": "order.created", "data": {}})
+
+    async def in_flight():
+        event = await read(standin, "webhookevents", "e1")
+        deliveries = ((event or {}).get("status") or {}).get("deliveries") or []
+        return deliveries if deliveries and deliveries[0]["state"] == "InFlight" else None
+
+    [shown] = await eventually(in_flight, timeout=2, what="the hanging attempt to show as InFlight")
+    assert shown["attempts"] == 0  # the attempt counts once it has ended
+    event = await wait_condition(standin, "webhookevents", "e1", "Failed", "True", "AttemptsExhausted", timeout=5)
+    entry = delivery(event, "sub")
+    assert (entry["state"], entry["attempts"]) == ("Failed", 1)
+    assert "timed out" in entry["lastError"]

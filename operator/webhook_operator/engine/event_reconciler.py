@@ -13,13 +13,14 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook_operator.config import OperatorConfig
 from webhook_operator.domain.clock import parse_time, utcnow
 from webhook_operator.domain.deliveries import (
     Delivery,
+    Plan,
     State,
     Target,
     apply_result,
@@ -122,12 +123,10 @@ class EventReconciler:
         spec = parse_event_spec(body.get("spec"), max_data_bytes=self._config.max_data_bytes)
         outcomes: dict[str, _Outcome] = {}
         if not isinstance(spec, SpecProblem):
-            targets, deliveries, _ = await self._targets_and_deliveries(body, spec)
+            targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
             if isinstance(deliveries, tuple):
                 plan = plan_attempts(deliveries, targets, utcnow())
-                outcomes = await self._attempt(
-                    body, spec, plan.due, {d.subscription: d for d in plan.deliveries}
-                )
+                outcomes, body = await self._attempt(key, body, spec, plan, redelivered)
         await self._write(key, body, spec, outcomes)
 
     async def _targets_and_deliveries(
@@ -171,14 +170,17 @@ class EventReconciler:
         return {record.name: await self._subscriptions.state(record) for record in records}
 
     async def _attempt(
-        self,
-        body: Mapping[str, Any],
-        spec: EventSpec,
-        due: tuple[str, ...],
-        deliveries: Mapping[str, Delivery],
-    ) -> dict[str, _Outcome]:
+        self, key: EventKey, body: Mapping[str, Any], spec: EventSpec, plan: Plan, redelivered: str | None
+    ) -> tuple[dict[str, _Outcome], Mapping[str, Any]]:
+        """Attempt the due deliveries concurrently; returns their outcomes and the freshest body.
+
+        Attempts still running after `in_flight_report_seconds` are shown as InFlight in the status
+        (one extra write, only for slow endpoints), so `kubectl get` tells a hung endpoint apart
+        from a queued delivery.
+        """
+        due, deliveries = plan.due, {d.subscription: d for d in plan.deliveries}
         if not due:
-            return {}
+            return {}, body
         namespace = _meta(body, "namespace")
         envelope = EventEnvelope(
             uid=_meta(body, "uid"),
@@ -221,8 +223,39 @@ class EventReconciler:
             self._observe_attempt(envelope, record.key, sub, before + 1, result)
             return name, _Outcome(before, result, utcnow(), random.random())
 
-        results = await asyncio.gather(*(one(name) for name in due))
-        return dict(item for item in results if item is not None)
+        tasks = {asyncio.ensure_future(one(name)): name for name in due}
+        _, running = await asyncio.wait(tasks, timeout=self._config.in_flight_report_seconds)
+        if running:
+            body = await self._report_in_flight(key, body, plan, {tasks[t] for t in running}, redelivered)
+        results = await asyncio.gather(*tasks)
+        return dict(item for item in results if item is not None), body
+
+    async def _report_in_flight(
+        self, key: EventKey, body: Mapping[str, Any], plan: Plan, names: set[str], redelivered: str | None
+    ) -> Mapping[str, Any]:
+        """Best effort: on a conflict the final write will carry the truth anyway."""
+        shown = tuple(
+            replace(d, state=State.IN_FLIGHT, reason=None) if d.subscription in names else d for d in plan.deliveries
+        )
+        old = body.get("status") if isinstance(body.get("status"), Mapping) else {}
+        assert isinstance(old, Mapping)
+        status = render_status(
+            old, shown, summarize(shown), now=utcnow(), generation=int(_meta(body, "generation") or 1),
+            redelivered=redelivered,
+        )
+        try:
+            fresh = await self._kube.json_patch(
+                resource_path("webhookevents", *key, subresource="status"),
+                [
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": _meta(body, "resourceVersion")},
+                    {"op": "add", "path": "/status", "value": status},
+                ],
+            )
+        except KubeError:
+            return body
+        self._metrics.api_writes.labels("event-status").inc()
+        self._events.replace(key, fresh)
+        return fresh
 
     def _observe_attempt(
         self, event: EventEnvelope, sub: SubKey, spec: SubscriptionSpec, attempt: int, result: AttemptResult
