@@ -143,11 +143,15 @@ class EventReconciler:
         if deliveries is None:
             deliveries = match_targets(spec, targets.values())
             if len(deliveries) > self._config.max_deliveries_per_event:
-                return targets, SpecProblem(
-                    "TooManySubscriptions",
-                    f"{len(deliveries)} subscriptions in {namespace} match; the limit per event is "
-                    f"{self._config.max_deliveries_per_event}",
-                ), redelivered
+                return (
+                    targets,
+                    SpecProblem(
+                        "TooManySubscriptions",
+                        f"{len(deliveries)} subscriptions in {namespace} match; the limit per event is "
+                        f"{self._config.max_deliveries_per_event}",
+                    ),
+                    redelivered,
+                )
         requested = (_meta(body, "annotations") or {}).get(REDELIVER_ANNOTATION)
         if requested is not None and requested != redelivered:
             deliveries = redeliver_failed(deliveries)
@@ -235,24 +239,35 @@ class EventReconciler:
     ) -> Mapping[str, Any]:
         """Best effort: on a conflict the final write will carry the truth anyway."""
         shown = tuple(
-            replace(d, state=State.IN_FLIGHT, reason=None) if d.subscription in names else d for d in plan.deliveries
+            replace(d, state=State.IN_FLIGHT, reason=None) if d.subscription in names else d
+            for d in plan.deliveries
         )
         old = body.get("status") if isinstance(body.get("status"), Mapping) else {}
         assert isinstance(old, Mapping)
         status = render_status(
-            old, shown, summarize(shown), now=utcnow(), generation=int(_meta(body, "generation") or 1),
+            old,
+            shown,
+            summarize(shown),
+            now=utcnow(),
+            generation=int(_meta(body, "generation") or 1),
             redelivered=redelivered,
         )
         try:
-            fresh = await self._kube.json_patch(
-                resource_path("webhookevents", *key, subresource="status"),
-                [
-                    {"op": "test", "path": "/metadata/resourceVersion", "value": _meta(body, "resourceVersion")},
-                    {"op": "add", "path": "/status", "value": status},
-                ],
-            )
+            return await self._patch_status(key, body, status)
         except KubeError:
             return body
+
+    async def _patch_status(
+        self, key: EventKey, body: Mapping[str, Any], status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace the status whole, only if nobody changed the object since `body` was read."""
+        fresh = await self._kube.json_patch(
+            resource_path("webhookevents", *key, subresource="status"),
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": _meta(body, "resourceVersion")},
+                {"op": "add", "path": "/status", "value": status},
+            ],
+        )
         self._metrics.api_writes.labels("event-status").inc()
         self._events.replace(key, fresh)
         return fresh

@@ -158,7 +158,8 @@ class SubscriptionRegistry:
                 if isinstance(item, Mapping) and isinstance(item.get("metadata"), Mapping)
             }
             deadline = time.monotonic() + _CATCH_UP_SECONDS
-            while time.monotonic() < deadline and not self._indexed(namespace, expected):
+            # kopf fills its index in its own handlers; a short poll is simpler than a hook there.
+            while time.monotonic() < deadline and not self._indexed(namespace, expected):  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
             if listed_version.isdigit():
                 self._synced[namespace] = max(self._synced.get(namespace, 0), int(listed_version))
@@ -166,9 +167,8 @@ class SubscriptionRegistry:
     def _indexed(self, namespace: str, expected: Mapping[str, str]) -> bool:
         for name, version in expected.items():
             record = self.get((namespace, name))
-            if record is None or (
-                version.isdigit() and record.resource_version.isdigit() and int(record.resource_version) < int(version)
-            ):
+            known = record.resource_version if record is not None else ""
+            if record is None or (version.isdigit() and known.isdigit() and int(known) < int(version)):
                 return False
         return True
 

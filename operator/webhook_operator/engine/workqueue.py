@@ -4,6 +4,9 @@
 - A key is processed by one worker at a time; a key added while it is being processed is
   queued again when that worker is done, so no change is missed.
 - `add_after(key, delay)` schedules a key for later (backoff, TTL); an earlier schedule wins.
+- An added key wakes one waiting worker, not all of them, and due keys are promoted by one
+  timer for the earliest schedule: with 64 idle workers, waking every one of them per key
+  (and per expiring retry) cost more CPU than the reconcile itself.
 
 Keys are small tuples; the queue never holds resource bodies, so its memory is bounded by the
 number of resources, not by their size.
@@ -33,7 +36,9 @@ class WorkQueue(Generic[K]):
         self._delayed: list[tuple[float, int, K]] = []
         self._due_at: dict[K, float] = {}
         self._counter = itertools.count()
-        self._wakeup = asyncio.Event()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # idle workers, longest waiting first
+        self._timer: asyncio.TimerHandle | None = None  # promotes the earliest delayed key when due
+        self._timer_due = float("inf")
         self._closed = False
 
     def __len__(self) -> int:
@@ -52,7 +57,7 @@ class WorkQueue(Generic[K]):
         if key not in self._queued:
             self._queued.add(key)
             self._ready.append(key)
-            self._wakeup.set()
+            self._wake_one()
 
     def add_after(self, key: K, delay: float) -> None:
         if delay <= 0:
@@ -63,7 +68,7 @@ class WorkQueue(Generic[K]):
             return  # an earlier (or equal) schedule already exists
         self._due_at[key] = due
         heapq.heappush(self._delayed, (due, next(self._counter), key))
-        self._wakeup.set()
+        self._arm_timer()
 
     def forget(self, key: K) -> None:
         """Drop a key's delayed schedule (the resource is gone); a queued key still runs once."""
@@ -71,7 +76,10 @@ class WorkQueue(Generic[K]):
 
     def close(self) -> None:
         self._closed = True
-        self._wakeup.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        while self._waiters:
+            self._wake_one()
 
     async def get(self) -> K | None:
         """The next key to process, or None once the queue is closed."""
@@ -84,10 +92,17 @@ class WorkQueue(Generic[K]):
                 self._queued.discard(key)
                 self._processing.add(key)
                 return key
-            self._wakeup.clear()
-            timeout = self._delayed[0][0] - self._clock() if self._delayed else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: hand the wake-up to another worker
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+                raise
 
     def done(self, key: K) -> None:
         self._processing.discard(key)
@@ -102,6 +117,34 @@ class WorkQueue(Generic[K]):
             if self._due_at.get(key) == due:
                 del self._due_at[key]
                 self.add(key)
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _arm_timer(self) -> None:
+        """Have the timer fire at the earliest schedule (it only moves earlier; late fires re-arm)."""
+        if not self._delayed or self._closed:
+            return
+        due = self._delayed[0][0]
+        if self._timer is not None and self._timer_due <= due:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop yet: get() promotes due keys whenever it runs
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_due = due
+        self._timer = loop.call_later(max(0.0, due - self._clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_due = None, float("inf")
+        self._promote_due()
+        self._arm_timer()
 
 
 async def run_workers(
