@@ -9,6 +9,7 @@ over real HTTP on 127.0.0.1::
         await standin.create("webhooksubscriptions", "shop", {...})
         standin.faults.inject(share=0.2)                 # see api_standin_faults
         standin.cut_watches()                            # kopf must reconnect
+        standin.watch_lag["webhooksubscriptions"] = 0.2  # that watch delivers events late
         standin.count("patch", subresource="status")     # API requests by verb/resource/subresource
 
 What kmock 0.8's `KubernetesEmulator` lacks and this class adds (it keeps kmock's discovery,
