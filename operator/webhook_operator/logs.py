@@ -7,9 +7,12 @@ are redacted by name (see `sender.request_headers_for_log`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from typing import Any
+
+from webhook_operator.domain.clock import format_time
 
 LOGGER = logging.getLogger("webhook_operator")
 _FIELDS = "fields"
@@ -18,7 +21,8 @@ _FIELDS = "fields"
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            # RFC 3339 in UTC with milliseconds: unambiguous for a log pipeline in any time zone.
+            "time": format_time(dt.datetime.fromtimestamp(record.created, tz=dt.UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -34,7 +38,7 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         fields = getattr(record, _FIELDS, None)
         if fields:
-            text += " " + " ".join(f"{key}={value}" for key, value in fields.items())
+            text += "".join(f" {key}={value}" for key, value in fields.items() if value is not None)
         return text
 
 

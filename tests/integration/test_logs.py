@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -168,6 +169,8 @@ async def test_json_logs_have_one_line_per_attempt_with_its_fields_and_no_key(st
         except ValueError:
             pytest.fail(f"not a JSON line: {line!r}")
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in parsed)
+    # RFC 3339 in UTC: a pipeline in another time zone reads the same instant.
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z", e["time"]) for e in parsed)
     assert any(entry["logger"].startswith("kopf") for entry in parsed), "kopf's own lines are JSON too"
     assert any(entry["level"] == "debug" for entry in parsed)
 
