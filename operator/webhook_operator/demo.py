@@ -389,6 +389,10 @@ async def run_demo(
     restore = _configure_logging(log_level or os.environ.get(LOG_ENV))
     try:
         await Demo(console, events=events, examples=examples).run()
+    except asyncio.CancelledError:  # Ctrl-C: everything is stopped by now; no traceback for that
+        console.line()
+        console.line("demo interrupted")
+        return 130
     except DemoError as error:
         console.line()
         console.line(f"demo failed: {error}")
