@@ -15,6 +15,7 @@ from typing import Any
 from webhook_operator.domain.clock import format_time
 
 LOGGER = logging.getLogger("webhook_operator")
+_CHATTY_LOGGERS = ("kopf.objects", "httpx")
 _FIELDS = "fields"
 
 
@@ -52,6 +53,11 @@ def configure(log_format: str = "text", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Unless at DEBUG, quiet two loggers that only repeat our "delivery attempt" line, three lines
+    # per event, a tenth of the CPU under load: kopf's "Handler 'event_event' succeeded." per watch
+    # event, and httpx's "HTTP Request: POST <url>" per attempt (the full URL may carry a token).
+    for chatty in _CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.NOTSET if level <= logging.DEBUG else logging.WARNING)
 
 
 def log(level: int, message: str, **fields: Any) -> None:
