@@ -299,3 +299,13 @@ async def test_the_sender_refuses_a_name_whose_every_answer_is_refused(receiver)
     assert (result.verdict, result.egress_refused) == (Verdict.FAIL, True)
     assert result.error is not None and "egress policy refuses 10.0.0.5 (private address)" in result.error
     assert receiver.requests == []
+
+
+async def test_a_name_that_does_not_resolve_is_retried_with_a_plain_dns_error():
+    sender = Sender(EgressPolicy(), resolver=MapResolver())
+    try:
+        result = await sender.send(OutgoingRequest("https://nowhere.example/x", (), b"{}"), timeout=2)
+    finally:
+        await sender.aclose()
+    assert (result.verdict, result.egress_refused) == (Verdict.RETRY, False)
+    assert result.error == "DNS lookup failed: [Errno -2] no test answer for nowhere.example"
