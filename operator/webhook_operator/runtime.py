@@ -213,5 +213,6 @@ async def _serve_metrics(metrics: Metrics, port: int) -> aiohttp.web.AppRunner:
     app.router.add_get("/metrics", handle)
     runner = aiohttp.web.AppRunner(app, access_log=None)
     await runner.setup()
-    await aiohttp.web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 -- scraped from the pod network
+    # No host: every interface, IPv4 and IPv6 alike (it is scraped from the pod network).
+    await aiohttp.web.TCPSite(runner, None, port).start()
     return runner

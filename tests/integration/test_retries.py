@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.conftest import eventually
 from tests.integration.conftest import create_event, create_subscription, delivery, read, wait_condition
+from tests.integration.test_kubernetes_events import kubernetes_events
 
 
 async def _subscribe(standin, receiver, path, **retry):
@@ -128,3 +129,17 @@ async def test_an_attempt_that_takes_long_shows_as_in_flight_until_it_ends(stand
     entry = delivery(event, "sub")
     assert (entry["state"], entry["attempts"]) == ("Failed", 1)
     assert "timed out" in entry["lastError"]
+
+
+async def test_a_delivery_that_needed_retries_leaves_a_kubernetes_event_saying_so(standin, receiver, operator):
+    receiver.script("/flaky", [503, 200])
+    await _subscribe(standin, receiver, "/flaky", initialDelaySeconds=0)
+    await create_event(standin, "e1", {"type": "order.created", "data": {}})
+    await wait_condition(standin, "webhookevents", "e1", "Delivered")
+
+    async def told():
+        return [e for e in await kubernetes_events(standin, "Delivered") if e["involvedObject"]["name"] == "e1"]
+
+    [event] = await eventually(told, timeout=5)
+    assert event["message"] == "delivered to sub after 2 attempts"
+    assert event["type"] == "Normal"

@@ -90,6 +90,8 @@ class EventReconciler:
         self._waiting: dict[SubKey, set[EventKey]] = {}
         self._waiting_on: dict[EventKey, set[SubKey]] = {}
         self._pending: dict[EventKey, int] = {}
+        # Outcomes of attempts whose status write failed for good: recorded, not repeated, next time.
+        self._unwritten: dict[EventKey, dict[str, _Outcome]] = {}
         self.accepting = True  # False during shutdown: no new attempts start
 
     def wake_waiting(self, sub: SubKey) -> None:
@@ -121,13 +123,20 @@ class EventReconciler:
         if not self.accepting:
             return
         spec = parse_event_spec(body.get("spec"), max_data_bytes=self._config.max_data_bytes)
-        outcomes: dict[str, _Outcome] = {}
-        if not isinstance(spec, SpecProblem):
-            targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
-            if isinstance(deliveries, tuple):
-                plan = plan_attempts(deliveries, targets, utcnow())
-                outcomes, body = await self._attempt(key, body, spec, plan, redelivered)
-        await self._write(key, body, spec, outcomes)
+        outcomes: dict[str, _Outcome] = self._unwritten.pop(key, {})
+        try:
+            if not isinstance(spec, SpecProblem):
+                targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
+                if isinstance(deliveries, tuple):
+                    plan = plan_attempts(deliveries, targets, utcnow())
+                    if outcomes:  # made already, only their write failed: record them, do not resend
+                        plan = replace(plan, due=tuple(n for n in plan.due if n not in outcomes))
+                    made, body = await self._attempt(key, body, spec, plan, redelivered)
+                    outcomes.update(made)
+            await self._write(key, body, spec, outcomes)
+        except Exception:
+            self._keep_unwritten(key, outcomes)
+            raise
 
     async def _targets_and_deliveries(
         self, body: Mapping[str, Any], spec: EventSpec
@@ -341,6 +350,7 @@ class EventReconciler:
                 self._forget(key)
                 return
         else:
+            self._keep_unwritten(key, outcomes)
             self._queue.add_after(key, 1.0)
             return
         self._account(key, body, deliveries or (), outcomes)
@@ -408,6 +418,10 @@ class EventReconciler:
             self._on_health_change(sub)
             if delivery.state is State.SUCCEEDED:
                 self._metrics.deliveries.labels(*sub, "succeeded").inc()
+                if delivery.attempts > 1:  # first-time successes are the norm, not a story to tell
+                    self._recorder.record(
+                        _event_ref(body), "Delivered", f"delivered to {name} after {delivery.attempts} attempts"
+                    )
                 if created is not None:
                     self._metrics.end_to_end.labels(*sub).observe(
                         max(0.0, (outcome.at - created).total_seconds())
@@ -492,9 +506,16 @@ class EventReconciler:
         if delta:
             self._metrics.pending.inc(delta)
 
+    def _keep_unwritten(self, key: EventKey, outcomes: Mapping[str, _Outcome]) -> None:
+        """The status write failed for good: keep what was attempted, to record it next time."""
+        made = {name: outcome for name, outcome in outcomes.items() if outcome.result is not None}
+        if made:
+            self._unwritten[key] = made
+
     def _forget(self, key: EventKey) -> None:
         self._events.forget(key)
         self._queue.forget(key)
+        self._unwritten.pop(key, None)
         self._set_waiting(key, set())
         self._set_pending(key, 0)
 
