@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the whole flow on this machine, no cluster needed")
     demo.add_argument("--events", type=int, default=3, help="order events to send (default 3)")
+    demo.add_argument("--log-level", choices=("warning", "info", "debug"), default=None,
+                      help="also show the operator's and kopf's own logs at this level")
     return parser
 
 
@@ -96,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from webhook_operator.demo import run_demo
 
-        return asyncio.run(run_demo(events=args.events))
+        return asyncio.run(run_demo(events=args.events, log_level=args.log_level))
 
     config = config_from_args(args)
     from webhook_operator import logs
