@@ -100,6 +100,8 @@ class Engine:
         return connection
 
     def subscription_changed(self, key: SubKey, *, deleted: bool) -> None:
+        if deleted:
+            self.limiter.forget(key)
         self.subscription_queue.add(key)
 
     def event_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
