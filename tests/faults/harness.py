@@ -28,6 +28,7 @@ import attrs
 import yarl
 
 from webhook_operator.api_standin import ApiStandin, _Endpoint
+from webhook_operator.api_standin_faults import Faults, status_response
 
 NAMESPACE = "shop"
 GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
@@ -270,16 +271,35 @@ class WriteGate:
         await self.release.wait()
 
 
+class RealisticFaults(Faults):
+    """Injected 422s read as kube-apiserver words a failed JSON-patch `test` (a lost race on the
+    resourceVersion), which is the only 422 an optimistic-concurrency client should retry."""
+
+    def response(self, code: int, what: str) -> aiohttp.web.Response:
+        if code == 422:
+            return status_response(
+                422,
+                "the server rejected our request due to an error in our request: testing value "
+                "/metadata/resourceVersion failed: test failed (injected fault)",
+                reason="Invalid",
+            )
+        return super().response(code, what)
+
+
 @attrs.define(kw_only=True)
 class FaultyStandin(ApiStandin):
     """The API stand-in plus faults only a server-side hook can make.
 
     - `gate`: hold one WebhookEvent status write before or after it is applied (a kill lands
       mid-status-write);
+    - `read_faults`: like `faults`, for GETs (`faults` is kept for writes: a real server answers
+      a GET with 429 or 5xx, never with a conflict);
     - `lose_replies(share)`: apply a share of status writes, then answer 500 or drop the
       connection, so the operator cannot know the write took effect and sends it again.
     """
 
+    faults: Faults = attrs.field(factory=RealisticFaults, init=False)
+    read_faults: Faults = attrs.field(factory=RealisticFaults, init=False)  # GETs only, not watches
     gate: WriteGate = attrs.field(factory=WriteGate, init=False)
     lost_share: float = attrs.field(default=0.0, init=False)
     lost: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
@@ -292,6 +312,10 @@ class FaultyStandin(ApiStandin):
         status_write = (
             target.verb == "patch" and target.subresource == "status" and target.plural == "webhookevents"
         )
+        if raw.method == "GET" and target.verb != "watch":
+            code = self.read_faults.draw("GET", target.plural, target.subresource or "", watch=False)
+            if code is not None:
+                return self.read_faults.response(code, f'{target.plural} "{target.name}"')
         if not status_write:
             return await super()._answer(raw, target)
         await self.gate.pass_through("before")
@@ -368,7 +392,12 @@ class Cluster:
                 method, path, data=data, headers={"Content-Type": content_type}
             ) as rsp:
                 answer = await rsp.json(content_type=None)
-                if rsp.status in self.RETRIED or (rsp.status == 409 and method != "POST"):
+                retry = (
+                    rsp.status in self.RETRIED
+                    or (rsp.status == 409 and answer.get("reason") == "Conflict")
+                    or (rsp.status == 422 and "injected" in str(answer.get("message")))
+                )
+                if retry:
                     await asyncio.sleep(0.05)
                     continue
                 if rsp.status >= 400:

@@ -210,3 +210,113 @@ def attempts_by_pair(events: Sequence[dict[str, Any]], paths: dict[str, str]) ->
 
 
 Starter = Callable[[], Awaitable[Any]]
+
+
+# -- scenario 2: the API server failing a share of requests, watch streams cut ------------------------
+
+
+def flaky_first(share: float) -> Callable[[Request], Reply]:
+    """503 to the first request of `share` of the webhook-ids (chosen by id), 200 otherwise."""
+
+    def policy(request: Request) -> Reply:
+        unlucky = hashlib.sha256(request.webhook_id.encode()).digest()[0] < 256 * share
+        return Reply(503) if unlucky and request.nth == 1 else Reply(200)
+
+    return policy
+
+
+async def api_faults_scenario(
+    name: str,
+    *,
+    cluster: Cluster,
+    standin: FaultyStandin,
+    receiver: FaultyReceiver,
+    operator: Killable,
+    events: int,
+    rate: float,
+    write_share: float = 0.3,
+    read_share: float = 0.1,
+    lost_share: float = 0.1,
+    cut_every: float = 0.7,
+    finish_timeout: float = 60.0,
+) -> Report:
+    """Events flow while the API answers 429/500/503/409/422 to a share of writes, 429/500/503 to
+    a share of reads, loses the answer of applied status writes, and cuts every watch stream.
+
+    No crash, so nothing may be sent twice: each delivery's `attempts` equals the requests its
+    receiver got, and a receiver that always answers 200 gets each event exactly once.
+    """
+    paths = {"flaky": "/flaky", "steady": "/steady"}
+    receiver.on("/flaky", flaky_first(0.3))
+    await cluster.subscribe("flaky", receiver.endpoint("/flaky"), retry=FAST_RETRY)
+    await cluster.subscribe("steady", receiver.endpoint("/steady"), retry=FAST_RETRY)
+    await operator.start()
+    await cluster.produce(1, prefix="warmup")
+    await cluster.wait_finished(["warmup-0000"], 20)
+
+    standin.faults.inject(
+        write_share,
+        statuses=(429, 500, 503, 409, 422),
+        retry_after=1,
+        methods=("POST", "PUT", "PATCH", "DELETE"),
+    )
+    standin.read_faults.inject(read_share, statuses=(429, 500, 503), retry_after=1, methods=("GET",))
+    standin.lose_replies(lost_share)
+    cuts = 0
+
+    async def cut_watches() -> None:
+        nonlocal cuts
+        while True:
+            await asyncio.sleep(cut_every)
+            cuts += standin.cut_watches()
+
+    cutter = asyncio.create_task(cut_watches())
+    try:
+        created = await cluster.produce(events, prefix="api", rate=rate)
+        finished = await cluster.wait_finished([e["metadata"]["name"] for e in created], finish_timeout)
+    finally:
+        cutter.cancel()
+        standin.faults.clear()
+        standin.read_faults.clear()
+        standin.lose_replies(0.0)
+    injected = dict(standin.faults.injected + standin.read_faults.injected)
+
+    # Recovery from a cut: a new event after every watch was ended must still be seen and sent.
+    await until(lambda: standin.open_watches >= 3, 20, "the watches to be open again")
+    cut_at = time.monotonic()
+    assert standin.cut_watches() >= 3
+    await cluster.produce(1, prefix="after-cut")
+    recovered = await receiver.wait_arrival_after(cut_at, 20) - cut_at
+    await cluster.wait_finished(["after-cut-0000"], 20)
+
+    uids = {e["metadata"]["uid"] for e in created}
+    expected = {(path, uid) for uid in uids for path in paths.values()}
+    acks = merged([receiver.acks()])
+    acks = collections.Counter({pair: n for pair, n in acks.items() if pair[1] in uids})
+    report = tally(name, created, expected, acks)
+    requests = receiver.requests()
+    recorded = attempts_by_pair(finished, paths)
+    mismatched = {
+        pair: (recorded.get(pair), requests[pair])
+        for pair in expected
+        if recorded.get(pair) != requests[pair]
+    }
+    not_delivered = [
+        e["metadata"]["name"] for e in finished if (condition(e, "Delivered") or {}).get("status") != "True"
+    ]
+
+    assert not not_delivered, f"events not Delivered: {not_delivered[:5]}"
+    assert report.lost == 0
+    assert not mismatched, (
+        f"status attempts != requests received (status, received): {dict(list(mismatched.items())[:5])}"
+    )
+    assert report.duplicated == 0, "no crash, yet a receiver got an event twice"
+    assert injected.get(409) and injected.get(422) and injected.get(429) and injected.get(503), injected
+    assert sum(standin.lost.values()) > 0 and cuts > 0
+    retried = sum(1 for pair in expected if requests[pair] > 1)
+    report.recovery, report.recovery_of = recovered, "watch cut -> new event sent"
+    report.notes = (
+        f"injected {dict(sorted(injected.items()))}, answers lost after applying {dict(standin.lost)}, "
+        f"{cuts} watch streams cut, {retried} deliveries retried; attempts == received for all"
+    )
+    return report
