@@ -481,7 +481,7 @@ class Cluster:
         return created
 
     async def wait_finished(self, names: Iterable[str], timeout: float) -> list[dict[str, Any]]:
-        """Wait until every named event is Delivered=True or Failed=True; returns them all."""
+        """Wait until every named event is finished (`is_finished`); returns them all."""
         wanted = set(names)
         deadline = time.monotonic() + timeout
         while True:
@@ -507,7 +507,12 @@ def condition(event: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
 
 
 def is_finished(event: Mapping[str, Any]) -> bool:
-    return any((condition(event, t) or {}).get("status") == "True" for t in ("Delivered", "Failed"))
+    """Delivered, or Failed with no delivery still open (Failed=True comes with the first failed
+    delivery, while the event's other deliveries may still be retrying)."""
+    if (condition(event, "Delivered") or {}).get("status") == "True":
+        return True
+    open_ = [d for d in deliveries(event).values() if d.get("state") not in ("Succeeded", "Failed")]
+    return (condition(event, "Failed") or {}).get("status") == "True" and not open_
 
 
 def deliveries(event: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -16,15 +16,18 @@ from tests.faults.harness import (
     Cluster,
     FaultyReceiver,
     FaultyStandin,
+    Hang,
     Reply,
     Report,
     Request,
+    Reset,
     condition,
     deliveries,
     succeeded_pairs,
     tally,
 )
 
+_HANG = Hang()
 FAST_RETRY = {"initialDelaySeconds": 0, "maxDelaySeconds": 1, "maxAttempts": 20}
 
 
@@ -318,5 +321,226 @@ async def api_faults_scenario(
     report.notes = (
         f"injected {dict(sorted(injected.items()))}, answers lost after applying {dict(standin.lost)}, "
         f"{cuts} watch streams cut, {retried} deliveries retried; attempts == received for all"
+    )
+    return report
+
+
+# -- scenario 3: receivers that misbehave ------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def fresh_latencies(
+    cluster: Cluster, receiver: FaultyReceiver, path: str, count: int, rate: float, prefix: str
+) -> list[float]:
+    """Create `count` events of type fresh.* one by one; seconds from create to arrival at `path`."""
+    created: dict[str, float] = {}
+    for i in range(count):
+        await asyncio.sleep(1 / rate)
+        at = time.monotonic()
+        event = await cluster.create(
+            "webhookevents", f"{prefix}-{i:04d}", {"type": "fresh.created", "data": {"n": i}}
+        )
+        created[event["metadata"]["uid"]] = at
+    await until(
+        lambda: all(receiver.requests()[(path, uid)] for uid in created), 30, "fresh events to arrive"
+    )
+    first: dict[str, float] = {}
+    for hit in receiver.hits:
+        if hit.path == path and hit.webhook_id in created:
+            first.setdefault(hit.webhook_id, hit.arrived)
+    return [first[uid] - at for uid, at in created.items()]
+
+
+def engine_memory(engine: Any) -> dict[str, int]:
+    """What the engine holds per event, beyond the finished tombstones."""
+    reconciler = engine.event_reconciler
+    return {
+        **{k: v for k, v in engine.stats().items() if k != "events_finished"},
+        "waiting": len(reconciler._waiting_on),
+        "pending": len(reconciler._pending),
+        "unwritten": len(reconciler._unwritten),
+        "delayed_heap": len(engine.event_queue._delayed),
+    }
+
+
+async def head_of_line_scenario(
+    name: str,
+    *,
+    cluster: Cluster,
+    standin: FaultyStandin,
+    receiver: FaultyReceiver,
+    start_operator: Callable[[], Awaitable[Any]],
+    retrying: int,
+    hanging: int,
+    fresh: int = 20,
+    fresh_rate: float = 10.0,
+    latency_bound: float = 1.0,
+) -> Report:
+    """Fresh events to a healthy endpoint keep their latency while `retrying` deliveries wait in
+    backoff for an endpoint answering 503 and `hanging` ones queue for an endpoint that hangs;
+    then both heal, the backlog drains, and the engine's per-event memory goes back to zero."""
+    receiver.on("/healthy", Reply(200))
+    receiver.on("/failing", Reply(503))
+    hang_gate = asyncio.Event()
+
+    receiver.on("/hanging", lambda _r: Reply(200) if hang_gate.is_set() else _HANG)
+    await cluster.subscribe("healthy", receiver.endpoint("/healthy"), eventTypes=["fresh.*"])
+    await cluster.subscribe(
+        "failing",
+        receiver.endpoint("/failing"),
+        eventTypes=["storm.*"],
+        retry={"initialDelaySeconds": 1, "maxDelaySeconds": 2, "maxAttempts": 50},
+    )
+    await cluster.subscribe(
+        "hanging",
+        receiver.endpoint("/hanging"),
+        eventTypes=["stuck.*"],
+        timeoutSeconds=1,
+        maxInFlight=5,
+        retry={"initialDelaySeconds": 1, "maxDelaySeconds": 2, "maxAttempts": 50},
+    )
+    running = await start_operator()
+    baseline = await fresh_latencies(cluster, receiver, "/healthy", fresh, fresh_rate, "calm")
+
+    writes_before = standin.count("patch", resource="webhookevents", subresource="status")
+    storm = await cluster.produce(retrying, prefix="storm", type_="storm.created")
+    stuck = await cluster.produce(hanging, prefix="stuck", type_="stuck.created")
+    await until(
+        lambda: len({h.webhook_id for h in receiver.hits if h.path == "/failing"}) >= retrying,
+        60,
+        "every storm event to be tried once",
+    )
+    under_storm = await fresh_latencies(cluster, receiver, "/healthy", fresh, fresh_rate, "busy")
+    retries_meanwhile = sum(1 for h in receiver.hits if h.path in ("/failing", "/hanging"))
+
+    healed = time.monotonic()
+    receiver.on("/failing", Reply(200))
+    hang_gate.set()
+    names = [e["metadata"]["name"] for e in storm + stuck]
+    finished = await cluster.wait_finished(names, 60)
+    drained = time.monotonic() - healed
+    writes = standin.count("patch", resource="webhookevents", subresource="status") - writes_before
+    broken_requests = sum(1 for h in receiver.hits if h.path in ("/failing", "/hanging"))
+    engine = running.engine
+    await until(
+        lambda: not any(engine_memory(engine).values()), 10, f"the engine to let go: {engine_memory(engine)}"
+    )
+
+    everything = storm + stuck
+    paths = {"failing": "/failing", "hanging": "/hanging"}
+    expected = {(paths["failing"], e["metadata"]["uid"]) for e in storm} | {
+        (paths["hanging"], e["metadata"]["uid"]) for e in stuck
+    }
+    report = tally(name, everything, expected, receiver.acks())
+    assert report.lost == 0
+    assert all((condition(e, "Delivered") or {}).get("status") == "True" for e in finished)
+    p50, worst = percentile(under_storm, 0.5), max(under_storm)
+    assert worst < latency_bound, f"fresh events waited up to {worst:.2f}s behind the broken endpoints"
+    report.recovery, report.recovery_of = drained, "healed -> backlog drained"
+    report.notes = (
+        f"fresh latency calm p50 {percentile(baseline, 0.5) * 1000:.0f}ms max {max(baseline) * 1000:.0f}ms; "
+        f"under {retrying} retrying + {hanging} hanging: p50 {p50 * 1000:.0f}ms max {worst * 1000:.0f}ms "
+        f"({retries_meanwhile} broken requests so far); {writes} status writes for {broken_requests} "
+        f"requests to the broken endpoints; engine memory back to 0"
+    )
+    return report
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def bad_receivers_scenario(
+    name: str,
+    *,
+    cluster: Cluster,
+    receiver: FaultyReceiver,
+    away: FaultyReceiver,
+    start_operator: Callable[[], Awaitable[Any]],
+    events: int = 10,
+    away_for: float = 2.0,
+) -> Report:
+    """One subscription per misbehaviour; every delivery either succeeds or fails within its
+    retry policy (never more requests than maxAttempts), and the event's status says which."""
+    quick = {"initialDelaySeconds": 0, "maxDelaySeconds": 1}
+    receiver.on("/slow", Reply(200, delay=2.5))
+    receiver.on("/hang", _HANG)
+    receiver.on("/reset", Reset())
+    receiver.on("/flapping", lambda r: Reply(503) if r.nth <= 2 else Reply(200))
+    receiver.on("/throttled", lambda r: Reply(429, {"Retry-After": "1"}) if r.nth == 1 else Reply(200))
+    away.on("/away", Reply(200))
+    subs = {  # name: (url, spec, outcome expected, attempts bound)
+        "slow": (receiver.endpoint("/slow"), {"timeoutSeconds": 5}, "Succeeded", 1),
+        "hang": (
+            receiver.endpoint("/hang"),
+            {"timeoutSeconds": 1, "retry": {**quick, "maxAttempts": 3}},
+            "Failed",
+            3,
+        ),
+        "reset": (receiver.endpoint("/reset"), {"retry": {**quick, "maxAttempts": 3}}, "Failed", 3),
+        "flapping": (receiver.endpoint("/flapping"), {"retry": {**quick, "maxAttempts": 5}}, "Succeeded", 3),
+        "throttled": (
+            receiver.endpoint("/throttled"),
+            {"retry": {**quick, "maxAttempts": 5}},
+            "Succeeded",
+            2,
+        ),
+        "away": (away.endpoint("/away"), {"retry": {**quick, "maxAttempts": 30}}, "Succeeded", 30),
+        "gone": (f"http://127.0.0.1:{free_port()}/gone", {"retry": {**quick, "maxAttempts": 2}}, "Failed", 2),
+    }
+    for sub, (url, spec, _, _) in subs.items():
+        await cluster.subscribe(sub, url, **spec)
+    await away.stop()
+    await start_operator()
+    created = await cluster.produce(events, prefix="bad")
+    await asyncio.sleep(away_for)
+    back = time.monotonic()
+    await away.start()
+    finished = await cluster.wait_finished([e["metadata"]["name"] for e in created], 60)
+    flowing = min(h.arrived for h in away.hits) - back
+
+    requests = merged([receiver.requests(), away.requests()])
+    problems = []
+    for event in finished:
+        uid, status = event["metadata"]["uid"], deliveries(event)
+        for sub, (url, _, outcome, bound) in subs.items():
+            entry = status[sub]
+            path = "/" + url.rsplit("/", 1)[1]
+            # Attempts made while a receiver was away (or is gone) never reach it.
+            seen = requests[(path, uid)] if sub not in ("gone", "away") else entry["attempts"]
+            if entry["state"] != outcome or entry["attempts"] != seen or seen > bound:
+                problems.append((event["metadata"]["name"], sub, entry["state"], entry["attempts"], seen))
+            if sub in ("hang", "reset", "gone") and entry.get("reason") != "AttemptsExhausted":
+                problems.append((event["metadata"]["name"], sub, entry.get("reason")))
+        if (condition(event, "Failed") or {}).get("status") != "True":
+            problems.append((event["metadata"]["name"], "no Failed condition"))
+    away_requests = [requests[("/away", e["metadata"]["uid"])] for e in finished]
+    assert away_requests == [1] * len(finished), "the receiver that came back got each event once"
+    assert not problems, problems[:8]
+    throttled: dict[str, list[float]] = collections.defaultdict(list)
+    for hit in receiver.hits:
+        if hit.path == "/throttled":
+            throttled[hit.webhook_id].append(hit.arrived)
+    gaps = [times[1] - times[0] for times in throttled.values() if len(times) > 1]
+    assert gaps and min(gaps) >= 0.9, f"Retry-After: 1 not honoured: {gaps}"
+
+    ok = [sub for sub, spec in subs.items() if spec[2] == "Succeeded"]
+    paths = {sub: "/" + subs[sub][0].rsplit("/", 1)[1] for sub in ok}
+    expected = {(paths[sub], e["metadata"]["uid"]) for e in created for sub in ok}
+    acks = merged([receiver.acks(), away.acks()])
+    report = tally(name, created, expected, acks)
+    assert report.lost == 0 and report.duplicated == 0
+    report.recovery, report.recovery_of = flowing, "receiver back -> delivered"
+    report.notes = (
+        f"slow/flapping/429/away succeed, hang/reset/gone end Failed AttemptsExhausted; "
+        f"requests == attempts <= maxAttempts for all {len(subs) * events}"
     )
     return report
