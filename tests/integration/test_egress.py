@@ -309,3 +309,19 @@ async def test_a_name_that_does_not_resolve_is_retried_with_a_plain_dns_error():
         await sender.aclose()
     assert (result.verdict, result.egress_refused) == (Verdict.RETRY, False)
     assert result.error == "DNS lookup failed: [Errno -2] no test answer for nowhere.example"
+
+
+async def test_proxy_variables_cannot_route_deliveries_around_the_check(receiver, monkeypatch):
+    async with receiver_on("127.0.0.1") as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        sender = Sender(EgressPolicy.from_cidrs(["127.0.0.1/32"]))
+        try:
+            result = await sender.send(OutgoingRequest(receiver.endpoint("/direct"), (), b"{}"), timeout=2)
+        finally:
+            await sender.aclose()
+        assert result.verdict is Verdict.SUCCESS
+        assert len(receiver.at("/direct")) == 1
+        assert proxy.requests == []

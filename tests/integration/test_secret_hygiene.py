@@ -322,3 +322,31 @@ async def test_no_key_material_appears_in_any_log_record_at_debug(full_run):
 async def test_the_authorization_header_from_the_spec_never_reaches_the_logs(full_run):
     token = full_run.authorization.removeprefix("Bearer ")
     assert not [line for line in full_run.logs.lines if token in line]
+
+
+# --- least privilege: what the run asked of the API -----------------------------------------------------
+
+# What SECURITY.md says the operator needs, plus what this test itself did (creating the
+# objects, rotating a Secret, reading and watching to check). (verb, resource, subresource).
+OPERATOR_NEEDS = {
+    *(("get", r, "") for r in (SUBS, EVENTS, "secrets")),
+    *(
+        (v, r, "")
+        for v in ("list", "watch")
+        for r in (SUBS, EVENTS, "secrets", "customresourcedefinitions", "namespaces")
+    ),
+    ("patch", SUBS, "status"),
+    ("patch", EVENTS, "status"),
+    ("delete", EVENTS, ""),
+    ("create", "events", ""),
+}
+THE_TEST_DID = {("create", r, "") for r in (SUBS, EVENTS, "secrets")} | {
+    ("patch", "secrets", ""),
+    ("watch", "events", ""),
+}
+
+
+async def test_the_run_used_no_api_verb_beyond_what_security_md_lists(standin, full_run):
+    used = {key for key, count in standin.counts.items() if count}
+    assert ("patch", EVENTS, "status") in used and ("create", "events", "") in used
+    assert used <= OPERATOR_NEEDS | THE_TEST_DID, sorted(used - OPERATOR_NEEDS - THE_TEST_DID)

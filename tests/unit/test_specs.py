@@ -105,7 +105,7 @@ def test_empty_optional_sections_mean_their_defaults() -> None:
         ({"eventTypes": "order.*"}, "spec.eventTypes"),
         ({"eventTypes": [""]}, "spec.eventTypes"),
         ({"eventTypes": [7]}, "spec.eventTypes"),
-        ({"eventTypes": ["order.[a]"]}, "pattern"),
+        ({"eventTypes": ["order.[a]"]}, "spec.eventTypes: event type pattern 'order.[a]'"),
         ({"eventTypes": ["t"] * 65}, "spec.eventTypes"),
         ({"paused": "yes"}, "spec.paused"),
         ({"format": "Json"}, "spec.format"),

@@ -157,7 +157,7 @@ def _parse_subscription(spec: Mapping[str, Any]) -> SubscriptionSpec:
         raise _Invalid(f"spec.eventTypes has more than {MAX_EVENT_TYPES} patterns")
     for pattern in event_types:
         if (problem := pattern_problem(pattern)) is not None:
-            raise _Invalid(problem)
+            raise _Invalid(f"spec.eventTypes: {problem}")
 
     fmt = spec.get("format", "StandardWebhooks")
     if fmt not in ("StandardWebhooks", "CloudEvents"):
@@ -242,14 +242,21 @@ def _headers(raw: object) -> tuple[tuple[str, str], ...]:
         raise _Invalid(f"spec.headers has more than {MAX_HEADERS} entries")
     result = []
     for name, value in headers.items():
-        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name) or len(name) > MAX_HEADER_NAME:
+        if isinstance(name, str) and len(name) > MAX_HEADER_NAME:
+            raise _Invalid(
+                f"spec.headers has a header name longer than {MAX_HEADER_NAME} characters "
+                f"({name[:MAX_HEADER_NAME]!r}...)"
+            )
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise _Invalid(f"spec.headers has an invalid header name {str(name)[:MAX_HEADER_NAME]!r}")
         lowered = name.lower()
         if lowered in RESERVED_HEADERS or lowered.startswith("ce-"):
             raise _Invalid(f"spec.headers must not set {name!r}: the operator sets that header itself")
         text = _string(value, f"spec.headers[{name}]", required=False)
-        if len(text) > MAX_HEADER_VALUE or any(ch in text for ch in "\r\n\0"):
-            raise _Invalid(f"spec.headers[{name}] is too long or contains line breaks")
+        if len(text) > MAX_HEADER_VALUE:
+            raise _Invalid(f"spec.headers[{name}] is longer than {MAX_HEADER_VALUE} characters")
+        if any(ch in text for ch in "\r\n\0"):
+            raise _Invalid(f"spec.headers[{name}] contains a line break or NUL")
         result.append((name, text))
     return tuple(sorted(result))
 
