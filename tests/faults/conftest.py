@@ -84,6 +84,9 @@ class CrashableOperator(RunningOperator):
         at = time.monotonic()
         loop.call_soon_threadsafe(freeze)
         assert await asyncio.to_thread(frozen.wait, 10), "the operator loop did not freeze"
+        # kopf waits for its threading.Event stop flag in an executor thread, which is not a
+        # daemon: set the flag, or that thread waits forever and the interpreter never exits.
+        self._stop.set()
         self._thread = None  # start() may run a new one
         return at
 

@@ -79,12 +79,18 @@ class RunningOperator:
         assert started, "the operator did not get ready in 20 s"
 
     def _run(self, ready: threading.Event) -> None:
+        stop = self._stop  # this run's flag: a restart makes a new one
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
             self._main = loop.create_task(
-                run_operator(self.config, stop_flag=self._stop, ready_flag=ready, resolver=self.resolver,
-                             on_engine=self._adopt)
+                run_operator(
+                    self.config,
+                    stop_flag=stop,
+                    ready_flag=ready,
+                    resolver=self.resolver,
+                    on_engine=self._adopt,
+                )
             )
             loop.run_until_complete(self._main)
         except asyncio.CancelledError:
@@ -93,7 +99,11 @@ class RunningOperator:
             self.error = error
             ready.set()
         finally:
+            # kopf waits for the threading.Event stop flag in an executor thread (not a daemon):
+            # release it however the loop ended, or the interpreter waits for it at exit.
+            stop.set()
             loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     def _adopt(self, engine: Engine) -> None:
@@ -140,37 +150,66 @@ async def operator(operator_config: OperatorConfig) -> AsyncIterator[RunningOper
 # -- resource helpers --------------------------------------------------------------------------
 
 
-async def create_secret(standin: ApiStandin, name: str, data: dict[str, str], namespace: str = NAMESPACE,
-                        secret_type: str = "Opaque") -> dict[str, Any]:
+async def create_secret(
+    standin: ApiStandin,
+    name: str,
+    data: dict[str, str],
+    namespace: str = NAMESPACE,
+    secret_type: str = "Opaque",
+) -> dict[str, Any]:
     return await standin.create(
-        "secrets", namespace,
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": secret_type,
-         "data": {k: _b64(v) for k, v in data.items()}},
+        "secrets",
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "type": secret_type,
+            "data": {k: _b64(v) for k, v in data.items()},
+        },
     )
 
 
-async def create_subscription(standin: ApiStandin, name: str, spec: dict[str, Any],
-                              namespace: str = NAMESPACE) -> dict[str, Any]:
+async def create_subscription(
+    standin: ApiStandin, name: str, spec: dict[str, Any], namespace: str = NAMESPACE
+) -> dict[str, Any]:
     return await standin.create(
-        "webhooksubscriptions", namespace,
-        {"apiVersion": "webhooks.openplatform.dev/v1alpha1", "kind": "WebhookSubscription",
-         "metadata": {"name": name}, "spec": spec},
+        "webhooksubscriptions",
+        namespace,
+        {
+            "apiVersion": "webhooks.openplatform.dev/v1alpha1",
+            "kind": "WebhookSubscription",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
     )
 
 
-async def create_event(standin: ApiStandin, name: str, spec: dict[str, Any], namespace: str = NAMESPACE,
-                       annotations: dict[str, str] | None = None) -> dict[str, Any]:
+async def create_event(
+    standin: ApiStandin,
+    name: str,
+    spec: dict[str, Any],
+    namespace: str = NAMESPACE,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name}
     if annotations:
         metadata["annotations"] = annotations
     return await standin.create(
-        "webhookevents", namespace,
-        {"apiVersion": "webhooks.openplatform.dev/v1alpha1", "kind": "WebhookEvent", "metadata": metadata,
-         "spec": spec},
+        "webhookevents",
+        namespace,
+        {
+            "apiVersion": "webhooks.openplatform.dev/v1alpha1",
+            "kind": "WebhookEvent",
+            "metadata": metadata,
+            "spec": spec,
+        },
     )
 
 
-async def read(standin: ApiStandin, resource: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
+async def read(
+    standin: ApiStandin, resource: str, name: str, namespace: str = NAMESPACE
+) -> dict[str, Any] | None:
     try:
         return await standin.read(resource, namespace, name)
     except StandinError as error:
@@ -186,9 +225,16 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     return None
 
 
-async def wait_condition(standin: ApiStandin, resource: str, name: str, type_: str, status: str = "True",
-                         reason: str | None = None, timeout: float = 10.0,
-                         namespace: str = NAMESPACE) -> dict[str, Any]:
+async def wait_condition(
+    standin: ApiStandin,
+    resource: str,
+    name: str,
+    type_: str,
+    status: str = "True",
+    reason: str | None = None,
+    timeout: float = 10.0,
+    namespace: str = NAMESPACE,
+) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         obj = await read(standin, resource, name, namespace)
         found = condition(obj, type_)
@@ -208,27 +254,33 @@ def delivery(obj: dict[str, Any], subscription: str) -> dict[str, Any]:
 
 def _b64(text: str) -> str:
     import base64
+
     return base64.b64encode(text.encode()).decode()
 
 
 Probe = Callable[[], Any]
 
 
-async def patch(standin: ApiStandin, resource: str, name: str, body: dict[str, Any],
-                namespace: str = NAMESPACE) -> dict[str, Any]:
+async def patch(
+    standin: ApiStandin, resource: str, name: str, body: dict[str, Any], namespace: str = NAMESPACE
+) -> dict[str, Any]:
     """A merge patch to the main resource, as `kubectl patch --type=merge` or `kubectl annotate` sends."""
-    async with aiohttp.ClientSession() as session, session.patch(
-        str(standin.url) + standin.api_path(resource, namespace, name),
-        json=body,
-        headers={"Content-Type": "application/merge-patch+json"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            str(standin.url) + standin.api_path(resource, namespace, name),
+            json=body,
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response,
+    ):
         assert response.status < 300, await response.text()
         result: dict[str, Any] = await response.json()
         return result
 
 
 async def delete(standin: ApiStandin, resource: str, name: str, namespace: str = NAMESPACE) -> None:
-    async with aiohttp.ClientSession() as session, session.delete(
-        str(standin.url) + standin.api_path(resource, namespace, name)
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.delete(str(standin.url) + standin.api_path(resource, namespace, name)) as response,
+    ):
         assert response.status < 300, await response.text()

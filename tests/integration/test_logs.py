@@ -261,7 +261,10 @@ async def test_no_key_reaches_any_log_record_at_debug_in_a_run_with_rotation_and
     formatted = [logs.JsonFormatter().format(r) for r in records] + [
         logs.TextFormatter("%(message)s").format(r) for r in records
     ]
-    assert len(records) > 50, "DEBUG should have been chatty"
+    # Capture really ran at DEBUG and saw the attempts (a count would depend on other tests'
+    # logger settings in this process).
+    assert any(r.levelno == logging.DEBUG for r in records), "no DEBUG record was captured"
+    assert any(r.getMessage() == "delivery attempt" for r in records), "the attempts were not captured"
     assert any(r.name.startswith("kopf") and r.levelno == logging.DEBUG for r in records)
     assert sum(r.getMessage() == "delivery attempt" for r in records) == 3
     assert leaks(texts + formatted, [key, old_key, newer_key]) == []

@@ -326,20 +326,19 @@ def test_metrics_service_reaches_the_operator(base: list[dict[str, Any]]) -> Non
 
 # What the operator may do, and nothing more: widening any rule must fail here first.
 OPERATOR_RULES = [
-    {"apiGroups": [GROUP], "resources": ["webhooksubscriptions"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [GROUP], "resources": ["webhooksubscriptions"], "verbs": ["get", "list", "watch"]},
     {
         "apiGroups": [GROUP],
         "resources": ["webhookevents"],
-        "verbs": ["get", "list", "watch", "patch", "delete"],
+        "verbs": ["get", "list", "watch", "delete"],
     },
     {
         "apiGroups": [GROUP],
         "resources": ["webhooksubscriptions/status", "webhookevents/status"],
-        "verbs": ["get", "patch"],
+        "verbs": ["patch"],
     },
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 DISCOVERY_RULES = [
     {
