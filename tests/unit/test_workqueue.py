@@ -196,3 +196,27 @@ async def test_a_reconcile_that_raises_is_reported_and_retried_later() -> None:
     assert calls == 3  # "a" again, and "nudge"
     queue.close()
     await asyncio.wait_for(workers, 1)
+
+
+# --- wake-ups: one added key wakes one worker (the benchmark's CPU finding) -----------------------
+
+
+async def test_one_added_key_wakes_one_of_many_waiting_workers() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    waiting = [asyncio.create_task(queue.get()) for _ in range(8)]
+    await asyncio.sleep(0.01)
+    queue.add("a")
+    await asyncio.sleep(0.01)
+    done = [task for task in waiting if task.done()]
+    assert [task.result() for task in done] == ["a"]
+    queue.close()
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 1) == ["a"] + [None] * 7
+
+
+async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    first, second = asyncio.create_task(queue.get()), asyncio.create_task(queue.get())
+    await asyncio.sleep(0.01)
+    queue.add("a")  # wakes `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    assert await asyncio.wait_for(second, 1) == "a"

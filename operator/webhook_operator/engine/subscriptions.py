@@ -153,7 +153,10 @@ class SubscriptionRegistry:
                 return
             listed_version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
             expected = {
-                str(item["metadata"]["name"]): str(item["metadata"].get("resourceVersion", ""))
+                str(item["metadata"]["name"]): (
+                    str(item["metadata"].get("uid", "")),
+                    int(item["metadata"].get("generation") or 1),
+                )
                 for item in listing.get("items") or []
                 if isinstance(item, Mapping) and isinstance(item.get("metadata"), Mapping)
             }
@@ -164,11 +167,14 @@ class SubscriptionRegistry:
             if listed_version.isdigit():
                 self._synced[namespace] = max(self._synced.get(namespace, 0), int(listed_version))
 
-    def _indexed(self, namespace: str, expected: Mapping[str, str]) -> bool:
-        for name, version in expected.items():
+    def _indexed(self, namespace: str, expected: Mapping[str, tuple[str, int]]) -> bool:
+        # Matching reads the object and its spec, not its status: a subscription whose status alone
+        # moved on (a health flush, a Ready condition) needs no wait. Waiting for its newest
+        # resourceVersion would hold every new event in the namespace, up to the full catch-up
+        # time, whenever the watch is behind while a busy or failing endpoint's health is flushed.
+        for name, (uid, generation) in expected.items():
             record = self.get((namespace, name))
-            known = record.resource_version if record is not None else ""
-            if record is None or (version.isdigit() and known.isdigit() and int(known) < int(version)):
+            if record is None or record.uid != uid or record.generation < generation:
                 return False
         return True
 
