@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.backoff import RetryPolicy
 from webhook_operator.domain.clock import parse_time, utcnow
 from webhook_operator.domain.deliveries import (
     Delivery,
@@ -370,17 +371,45 @@ class EventReconciler:
         targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
         if isinstance(deliveries, SpecProblem):
             return None, problem_summary(deliveries), redelivered, targets
+        # On first sight the write matches anew; an attempt to a subscription deleted since stays on record.
+        known = {d.subscription for d in deliveries}
+        made = [
+            Delivery(name) for name, o in outcomes.items() if name not in known and o.attempts_before == 0
+        ]
+        if any(outcomes[d.subscription].result is not None for d in made):
+            deliveries = tuple(sorted((*deliveries, *made), key=lambda d: d.subscription))
+        started = {d.subscription: d for d in deliveries}
         plan = plan_attempts(deliveries, targets, now)
         applied = []
         for delivery in plan.deliveries:
             outcome = outcomes.get(delivery.subscription)
             target = targets.get(delivery.subscription)
+            start = started[delivery.subscription]
             # Apply only onto the state the attempt started from: never twice, never onto newer state.
-            if outcome is None or not delivery.is_open or delivery.attempts != outcome.attempts_before:
+            if outcome is None or not start.is_open or start.attempts != outcome.attempts_before:
                 applied.append(delivery)
             elif outcome.result is None:
-                applied.append(defer(delivery, now=outcome.at, seconds=_DEFER_SECONDS, reason="MaxInFlight"))
-            elif target is not None and target.spec is not None:
+                # No slot was free; a delivery ended or blocked (paused, ...) meanwhile waits on that.
+                waits = not delivery.is_open or (target is not None and target.blocker is not None)
+                applied.append(
+                    delivery
+                    if waits
+                    else defer(delivery, now=outcome.at, seconds=_DEFER_SECONDS, reason="MaxInFlight")
+                )
+            elif target is None:
+                # Attempted, then its subscription was deleted: the attempt counts and a success stands.
+                done = apply_result(
+                    start, outcome.result, RetryPolicy(), now=outcome.at, jitter=outcome.jitter
+                )
+                if done.state is not State.SUCCEEDED:
+                    done = replace(
+                        delivery,
+                        attempts=done.attempts,
+                        last_status_code=done.last_status_code,
+                        last_attempt_time=done.last_attempt_time,
+                    )
+                applied.append(done)
+            elif target.spec is not None:
                 applied.append(
                     apply_result(
                         delivery, outcome.result, target.spec.retry, now=outcome.at, jitter=outcome.jitter
@@ -420,7 +449,9 @@ class EventReconciler:
                 self._metrics.deliveries.labels(*sub, "succeeded").inc()
                 if delivery.attempts > 1:  # first-time successes are the norm, not a story to tell
                     self._recorder.record(
-                        _event_ref(body), "Delivered", f"delivered to {name} after {delivery.attempts} attempts"
+                        _event_ref(body),
+                        "Delivered",
+                        f"delivered to {name} after {delivery.attempts} attempts",
                     )
                 if created is not None:
                     self._metrics.end_to_end.labels(*sub).observe(
@@ -453,12 +484,9 @@ class EventReconciler:
         deliveries: tuple[Delivery, ...],
         targets: Mapping[str, Target],
     ) -> None:
-        blocked = {
-            (key[0], d.subscription)
-            for d in deliveries
-            if d.is_open and d.subscription in targets and targets[d.subscription].blocker is not None
-        }
-        self._set_waiting(key, blocked)
+        # Every open delivery hears of its subscription's changes: a blocker set or lifted, or the
+        # subscription deleted (its deliveries end then, not at their next attempt time).
+        self._set_waiting(key, {(key[0], d.subscription) for d in deliveries if d.is_open})
         self._set_pending(key, summary.pending)
         if summary.finished:
             ttl = spec.ttl_seconds_after_finished if isinstance(spec, EventSpec) else None
