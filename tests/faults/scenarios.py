@@ -544,3 +544,237 @@ async def bad_receivers_scenario(
         f"requests == attempts <= maxAttempts for all {len(subs) * events}"
     )
     return report
+
+
+# -- scenario 4: a subscription deleted or paused while its events flow ----------------------------------
+
+
+async def deleted_mid_way_scenario(
+    name: str,
+    *,
+    cluster: Cluster,
+    receiver: FaultyReceiver,
+    start_operator: Callable[[], Awaitable[Any]],
+    events: int,
+    delete_after: int,
+    settle_bound: float = 5.0,
+) -> Report:
+    """`events` events for three subscriptions: `doomed` (slow, maxInFlight 2), `doomed-retrying`
+    (always 503, next attempt in 30 s) and `survivor`. Both doomed ones are deleted once
+    `delete_after` events reached `doomed`: their open deliveries end Failed/SubscriptionDeleted
+    within `settle_bound` seconds (none waits out its backoff), `survivor` gets everything."""
+    receiver.on("/doomed", Reply(200, delay=0.1))
+    receiver.on("/doomed-retrying", Reply(503))
+    await cluster.subscribe("doomed", receiver.endpoint("/doomed"), maxInFlight=2)
+    await cluster.subscribe(
+        "doomed-retrying",
+        receiver.endpoint("/doomed-retrying"),
+        retry={"initialDelaySeconds": 30, "maxDelaySeconds": 60, "maxAttempts": 5},
+    )
+    await cluster.subscribe("survivor", receiver.endpoint("/survivor"))
+    await start_operator()
+    created = await cluster.produce(events, prefix="del")
+    await until(
+        lambda: len(receiver.acks("/doomed")) >= delete_after, 30, f"{delete_after} deliveries to doomed"
+    )
+    await until(
+        lambda: len(receiver.requests("/doomed-retrying")) >= events,
+        30,
+        "a first try of every doomed-retrying delivery",
+    )
+    deleted = time.monotonic()
+    await cluster.delete("webhooksubscriptions", "doomed")
+    await cluster.delete("webhooksubscriptions", "doomed-retrying")
+    finished = await cluster.wait_finished([e["metadata"]["name"] for e in created], 30)
+    settled = time.monotonic() - deleted
+
+    by_state: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    for event in finished:
+        for sub, entry in deliveries(event).items():
+            by_state[(sub, entry["state"], entry.get("reason") or "")] += 1
+    uids = {e["metadata"]["uid"] for e in created}
+    doomed_acked = {uid for (_, uid) in receiver.acks("/doomed")}
+    problems = []
+    for event in finished:
+        uid, entries = event["metadata"]["uid"], deliveries(event)
+        doomed = entries["doomed"]
+        if uid in doomed_acked and doomed["state"] != "Succeeded":
+            problems.append((event["metadata"]["name"], "acknowledged, yet", doomed))
+        if uid not in doomed_acked and (doomed["state"], doomed.get("reason")) != (
+            "Failed",
+            "SubscriptionDeleted",
+        ):
+            problems.append((event["metadata"]["name"], "never sent, yet", doomed))
+        retrying = entries["doomed-retrying"]
+        if (retrying["state"], retrying.get("reason")) != ("Failed", "SubscriptionDeleted"):
+            problems.append((event["metadata"]["name"], retrying))
+        if entries["survivor"]["state"] != "Succeeded":
+            problems.append((event["metadata"]["name"], entries["survivor"]))
+        if uid not in doomed_acked and (condition(event, "Failed") or {}).get("status") != "True":
+            problems.append((event["metadata"]["name"], "not Failed", condition(event, "Failed")))
+    assert not problems, problems[:5]
+    assert settled < settle_bound, f"deliveries to deleted subscriptions took {settled:.1f}s to end"
+    assert 0 < len(doomed_acked) < events, "the deletion did not land mid-way"
+
+    expected = {("/survivor", uid) for uid in uids} | {("/doomed", uid) for uid in doomed_acked}
+    report = tally(name, created, expected, receiver.acks())
+    assert report.lost == 0 and report.duplicated == 0
+    failed_reasons = collections.Counter((condition(e, "Failed") or {}).get("reason") for e in finished)
+    report.recovery, report.recovery_of = settled, "deleted -> every event finished"
+    report.notes = (
+        f"{len(doomed_acked)} of {events} reached doomed before its deletion, the rest and all of "
+        f"doomed-retrying (in 30 s backoff) ended Failed/SubscriptionDeleted; event Failed reasons "
+        f"{dict(failed_reasons)}; survivor got all"
+    )
+    return report
+
+
+async def paused_mid_way_scenario(
+    name: str,
+    *,
+    cluster: Cluster,
+    receiver: FaultyReceiver,
+    start_operator: Callable[[], Awaitable[Any]],
+    events: int,
+    pause_after: int,
+    paused_for: float = 1.5,
+) -> Report:
+    """Pause a subscription once `pause_after` of `events` events reached it: the requests in
+    flight finish, nothing new is sent, the rest wait Pending (reason Paused); after unpausing
+    every event is delivered exactly once."""
+    receiver.on("/pausable", Reply(200, delay=0.05))
+    await cluster.subscribe("pausable", receiver.endpoint("/pausable"), maxInFlight=3)
+    await start_operator()
+    created = await cluster.produce(events, prefix="pause")
+    await until(lambda: len(receiver.requests("/pausable")) >= pause_after, 30, f"{pause_after} deliveries")
+    await cluster.patch_spec("webhooksubscriptions", "pausable", {"paused": True})
+    paused = time.monotonic()
+    await asyncio.sleep(0.5)  # requests already sent finish; slot waiters give up (slot_wait 0.5 s)
+    quiet_from = time.monotonic()
+    await asyncio.sleep(paused_for)
+    sent_while_paused = receiver.arrivals_after(quiet_from, "/pausable")
+    sent_at_pause = len(receiver.requests("/pausable"))
+    listed = {e["metadata"]["name"]: e for e in await cluster.events()}
+    waiting = [
+        deliveries(listed[e["metadata"]["name"]])["pausable"]
+        for e in created
+        if deliveries(listed[e["metadata"]["name"]]).get("pausable", {}).get("state") != "Succeeded"
+    ]
+    sub = await cluster.get("webhooksubscriptions", "pausable")
+    ready = condition(sub, "Ready") or {}
+
+    resumed = time.monotonic()
+    await cluster.patch_spec("webhooksubscriptions", "pausable", {"paused": False})
+    flowing = await receiver.wait_arrival_after(resumed, 10, "/pausable") - resumed
+    finished = await cluster.wait_finished([e["metadata"]["name"] for e in created], 30)
+
+    assert not sent_while_paused, f"{len(sent_while_paused)} requests sent while paused"
+    assert (ready.get("status"), ready.get("reason")) == ("False", "Paused"), ready
+    assert waiting, "the pause did not land mid-way"
+    not_waiting = [w for w in waiting if (w.get("state"), w.get("reason")) != ("Pending", "Paused")]
+    assert not not_waiting, not_waiting[:3]
+    uids = {e["metadata"]["uid"] for e in created}
+    expected = {("/pausable", uid) for uid in uids}
+    report = tally(name, created, expected, receiver.acks())
+    assert report.lost == 0 and report.duplicated == 0
+    assert all((condition(e, "Delivered") or {}).get("status") == "True" for e in finished)
+    report.recovery, report.recovery_of = flowing, "unpaused -> first delivery"
+    report.notes = (
+        f"paused after {sent_at_pause} sent ({time.monotonic() - paused:.1f}s ago), {len(waiting)} waited "
+        f"Pending/Paused, 0 sent while paused; all delivered once after unpausing"
+    )
+    return report
+
+
+# -- scenario 5: graceful shutdown (SIGTERM) and the restart ------------------------------------------------
+
+
+async def sigterm_scenario(
+    name: str,
+    *,
+    cluster: Cluster,
+    receiver: FaultyReceiver,
+    operator: Any,  # OperatorProcess: start() -> spawn time, terminate() -> (sent, exited, code)
+    events: int,
+    in_flight: int = 4,
+    request_seconds: float = 1.0,
+    grace: float = 10.0,
+) -> Report:
+    """SIGTERM while `in_flight` requests are being answered slowly: no new attempt starts after
+    the signal, those in flight finish and their status is written before the process exits
+    (within the grace period), and a restarted operator delivers the rest, none twice."""
+    receiver.on("/slow", Reply(200, delay=request_seconds))
+    await cluster.subscribe("slow", receiver.endpoint("/slow"), maxInFlight=in_flight)
+    await operator.start()
+    created = await cluster.produce(events, prefix="term")
+    await until(lambda: receiver.in_progress >= in_flight, 30, f"{in_flight} requests in flight")
+    paths = {"slow": "/slow"}
+    recorded_before = succeeded_pairs(await cluster.events(), paths)
+    sent, exited, code = await operator.terminate(timeout=grace + 20)
+    arrived_before = {(h.path, h.webhook_id) for h in receiver.hits if h.arrived <= sent}
+    late = receiver.arrivals_after(sent + 0.05)  # a request already on the wire at the signal may land
+    recorded_at_exit = succeeded_pairs(await cluster.events(), paths)
+    unfinished = arrived_before - recorded_at_exit
+    caught = arrived_before - recorded_before
+
+    spawned = await operator.start()
+    flowing = await receiver.wait_arrival_after(spawned, 30)
+    finished = await cluster.wait_finished([e["metadata"]["name"] for e in created], 60)
+
+    assert code == 0, f"exit code {code}"
+    assert exited - sent < grace, f"took {exited - sent:.1f}s to stop"
+    assert not late, f"{len(late)} attempts started after SIGTERM"
+    assert caught, "no delivery was in flight at the signal"
+    assert not unfinished, f"in flight at SIGTERM, not recorded at exit: {sorted(unfinished)[:3]}"
+    uids = {e["metadata"]["uid"] for e in created}
+    expected = {("/slow", uid) for uid in uids}
+    report = tally(name, created, expected, receiver.acks())
+    assert report.lost == 0 and report.duplicated == 0
+    assert all((condition(e, "Delivered") or {}).get("status") == "True" for e in finished)
+    report.recovery, report.recovery_of = flowing - sent, "SIGTERM -> flowing after restart"
+    report.notes = (
+        f"{len(caught)} in flight at SIGTERM finished and recorded before exit; stopped in "
+        f"{exited - sent:.2f}s (grace {grace:g}s), restart -> first delivery {flowing - spawned:.2f}s, "
+        f"0 attempts after the signal"
+    )
+    return report
+
+
+async def grace_exceeded_scenario(
+    name: str,
+    *,
+    cluster: Cluster,
+    receiver: FaultyReceiver,
+    start_operator: Callable[..., Awaitable[Any]],
+    grace: float = 1.0,
+) -> Report:
+    """A request that hangs past the shutdown grace period is abandoned: the stop does not wait
+    for it, its attempt is not recorded, and a restarted operator sends it again (the one
+    duplicate a receiver sees, with the same webhook-id)."""
+    receiver.on("/stuck", lambda r: _HANG if r.nth == 1 else Reply(200))
+    await cluster.subscribe("stuck", receiver.endpoint("/stuck"), timeoutSeconds=30)
+    running = await start_operator(shutdown_grace_seconds=grace)
+    [event] = await cluster.produce(1, prefix="grace")
+    await until(lambda: receiver.in_progress >= 1, 10, "the request to hang")
+    asked = time.monotonic()
+    await running.stop()
+    stopped = time.monotonic() - asked
+    restarted = time.monotonic()
+    await running.start()
+    [finished] = await cluster.wait_finished(["grace-0000"], 20)
+    flowing = await receiver.wait_arrival_after(restarted, 5) - restarted
+
+    uid = event["metadata"]["uid"]
+    assert stopped < grace + 3, f"the stop waited {stopped:.1f}s for a hung request (grace {grace}s)"
+    assert receiver.requests() == {("/stuck", uid): 2}
+    assert len({h.webhook_id for h in receiver.hits}) == 1, "the resend carries the same webhook-id"
+    assert deliveries(finished)["stuck"]["state"] == "Succeeded"
+    # The hung request was never answered: the receiver saw 2 requests, acknowledged 1.
+    report = tally(name, [event], {("/stuck", uid)}, receiver.acks())
+    report.duplicated = receiver.requests()[("/stuck", uid)] - 1
+    assert report.lost == 0
+    report.recovery, report.recovery_of = flowing, "restart -> resent"
+    report.notes = (
+        f"stop took {stopped:.2f}s with a request hung past the {grace:g}s grace; resent once after restart"
+    )
+    return report
