@@ -67,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the whole flow on this machine, no cluster needed")
     demo.add_argument("--events", type=int, default=3, help="order events to send (default 3)")
-    demo.add_argument("--log-level", choices=("warning", "info", "debug"), default=None,
-                      help="also show the operator's and kopf's own logs at this level")
+    demo.add_argument(
+        "--log-level",
+        choices=("warning", "info", "debug"),
+        default=None,
+        help="also show the operator's and kopf's own logs at this level",
+    )
     return parser
 
 
