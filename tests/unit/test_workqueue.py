@@ -220,3 +220,18 @@ async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
     queue.add("a")  # wakes `first`...
     first.cancel()  # ...which is cancelled before it runs
     assert await asyncio.wait_for(second, 1) == "a"
+
+
+async def test_keys_added_now_go_before_due_retries_but_retries_are_not_starved(
+    queue: WorkQueue[str], clock: FakeClock
+) -> None:
+    for n in range(6):
+        queue.add_after(f"retry-{n}", 1)
+    clock.now += 1
+    for n in range(10):
+        queue.add(f"new-{n}")
+    order = [await get_now(queue) for _ in range(16)]
+    assert order[:4] == ["new-0", "new-1", "new-2", "new-3"]
+    assert order[4] == "retry-0"  # every fifth key is a due one while both wait
+    assert [key for key in order if key.startswith("new")] == [f"new-{n}" for n in range(10)]
+    assert [key for key in order if key.startswith("retry")] == [f"retry-{n}" for n in range(6)]

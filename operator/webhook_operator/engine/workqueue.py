@@ -4,6 +4,9 @@
 - A key is processed by one worker at a time; a key added while it is being processed is
   queued again when that worker is done, so no change is missed.
 - `add_after(key, delay)` schedules a key for later (backoff, TTL); an earlier schedule wins.
+- Keys added now (a new or changed resource) go before keys whose delay has passed (retries,
+  TTLs), except that every fifth key handed out is a due one while both wait: a storm of
+  retries to a broken endpoint cannot hold back new events, nor be starved by them.
 - An added key wakes one waiting worker, not all of them, and due keys are promoted by one
   timer for the earliest schedule: with 64 idle workers, waking every one of them per key
   (and per expiring retry) cost more CPU than the reconcile itself.
@@ -25,11 +28,15 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
+_FRESH_PER_DUE = 4  # while both lanes wait: this many added keys, then one due key
+
 
 class WorkQueue(Generic[K]):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._ready: deque[K] = deque()
+        self._ready: deque[K] = deque()  # added now
+        self._due: deque[K] = deque()  # promoted from add_after once due
+        self._fresh_run = 0  # added keys handed out in a row while due keys waited
         self._queued: set[K] = set()
         self._processing: set[K] = set()
         self._dirty: set[K] = set()  # added while processing: requeue when done
@@ -42,13 +49,16 @@ class WorkQueue(Generic[K]):
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._ready)
+        return len(self._ready) + len(self._due)
 
     @property
     def scheduled(self) -> int:
         return len(self._due_at)
 
     def add(self, key: K) -> None:
+        self._add(key, self._ready)
+
+    def _add(self, key: K, lane: deque[K]) -> None:
         if self._closed:
             return
         if key in self._processing:
@@ -56,7 +66,7 @@ class WorkQueue(Generic[K]):
             return
         if key not in self._queued:
             self._queued.add(key)
-            self._ready.append(key)
+            lane.append(key)
             self._wake_one()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -87,8 +97,9 @@ class WorkQueue(Generic[K]):
             self._promote_due()
             if self._closed:
                 return None
-            if self._ready:
-                key = self._ready.popleft()
+            lane = self._next_lane()
+            if lane is not None:
+                key = lane.popleft()
                 self._queued.discard(key)
                 self._processing.add(key)
                 return key
@@ -116,7 +127,16 @@ class WorkQueue(Generic[K]):
             due, _, key = heapq.heappop(self._delayed)
             if self._due_at.get(key) == due:
                 del self._due_at[key]
-                self.add(key)
+                self._add(key, self._due)
+
+    def _next_lane(self) -> deque[K] | None:
+        if self._ready and (not self._due or self._fresh_run < _FRESH_PER_DUE):
+            self._fresh_run += 1
+            return self._ready
+        if self._due:
+            self._fresh_run = 0
+            return self._due
+        return None
 
     def _wake_one(self) -> None:
         while self._waiters:
