@@ -59,6 +59,7 @@ class Settings:
     events: int = 2000
     fanout: int = 200
     storm: int = 1000
+    storm_max_delay: int = 10  # the broken subscription's retry: Exponential from 1 s, capped here
     memory: int = 10_000
     ceiling_ops: int = 2000
     http_requests: int = 5000
@@ -261,6 +262,21 @@ class Benchmark:
     def latencies(created: dict[str, Created], arrivals: dict[str, list[float]]) -> list[float]:
         return [min(arrivals[c.uid]) - c.returned for c in created.values() if c.uid in arrivals]
 
+    async def split(
+        self, prefix: str, created: dict[str, Created], arrivals: dict[str, list[float]]
+    ) -> dict[str, Any]:
+        """Latency in two parts: create returned -> the operator's engine saw the ADDED watch event
+        (API server and kopf), and that -> receipt (work queue, reconcile, HTTP)."""
+        async with self.http.get(self.control + "/added", params={"prefix": prefix}) as response:
+            seen = await response.json()
+        watch = [seen[name] - c.returned for name, c in created.items() if name in seen]
+        deliver = [
+            min(arrivals[c.uid]) - seen[name]
+            for name, c in created.items()
+            if name in seen and c.uid in arrivals
+        ]
+        return {"watch": percentiles(watch), "deliver": percentiles(deliver)}
+
     async def wait_ready(self, namespace: str, names: set[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -393,7 +409,8 @@ class Benchmark:
         _, warm = await self.burst("warmup", "bench.load", 50)
         await self.receipts("/sink", warm, 30)
         await self.op_settled(30)
-        log(f"operator ready (pid {self.operator.pid}), subscription 'sink' Ready, warmed up")
+        rss = self.operator.memory_kib()["vmrss"] / 1024
+        log(f"operator ready (pid {self.operator.pid}, RSS {rss:.0f} MB), 'sink' Ready, warmed up")
 
     async def sustained(self) -> None:
         n = self.s.events
@@ -446,6 +463,7 @@ class Benchmark:
             sustained_create_rate=round(n / created_in, 1),
             sustained_all_delivered_s=round(settled_at - started, 2),
             latency_full=percentiles(self.latencies(created, arrivals)),
+            latency_full_split=await self.split("load-", created, arrivals),
             api_writes_per_event=round(per_event, 3),
             operator_writes_per_event=round(per_event - 1, 3),
             api_writes_source=source,
@@ -471,6 +489,7 @@ class Benchmark:
             "events": n,
             "lost": n - len(arrivals),
             **percentiles(self.latencies(created, arrivals)),
+            "split": await self.split("half-", created, arrivals),
         }
         self.results["half_rate_p50_ms"] = self.results["half_rate"]["p50_ms"]
         self.results["half_rate_p99_ms"] = self.results["half_rate"]["p99_ms"]
@@ -482,6 +501,7 @@ class Benchmark:
         _, created = await self.paced("calm", "bench.load", n, rate)
         arrivals = await self.receipts("/sink", created, 60)
         unloaded = percentiles(self.latencies(created, arrivals))
+        unloaded_split = await self.split("calm-", created, arrivals)
         lost = n - len(arrivals)
         await self.op_settled(60)
 
@@ -495,7 +515,7 @@ class Benchmark:
                 "maxAttempts": 50,
                 "backoff": "Exponential",
                 "initialDelaySeconds": 1,
-                "maxDelaySeconds": 2,
+                "maxDelaySeconds": self.s.storm_max_delay,
             },
         )
         await self.wait_ready(self.ns, {"sink", "broken"}, 30)
@@ -510,6 +530,7 @@ class Benchmark:
         arrivals = await self.receipts("/sink", created, 60)
         storm_rate = (await self.rx_count("/broken") - during_before) / (time.monotonic() - t0)
         loaded = percentiles(self.latencies(created, arrivals))
+        loaded_split = await self.split("stormy-", created, arrivals)
         lost += n - len(arrivals)
         stats = await self.op_stats()
         await self.cluster.delete(SUBS, self.ns, "broken")  # the retries end at their next attempt
@@ -522,13 +543,14 @@ class Benchmark:
             "lost": lost,
             "unloaded": unloaded,
             "storm": loaded,
+            "split": {"unloaded": unloaded_split, "storm": loaded_split},
         }
         self.results["hol_unloaded_p99_ms"] = unloaded["p99_ms"]
         self.results["hol_storm_p99_ms"] = loaded["p99_ms"]
         self.results["hol_p99_ratio"] = round(loaded["p99_ms"] / max(unloaded["p99_ms"], 0.001), 2)
         log(
             f"head-of-line: unloaded {unloaded}, during {self.s.storm} retrying deliveries "
-            f"({storm_rate:.0f} attempts/s) {loaded}"
+            f"({storm_rate:.0f} attempts/s) {loaded}; split {self.results['hol']['split']}"
         )
         await self.op_settled(90)
 
@@ -776,6 +798,12 @@ def parse(argv: list[str] | None = None) -> Settings:
         "--storm", type=int, help="deliveries retrying in the head-of-line phase (default 1000)"
     )
     parser.add_argument(
+        "--storm-max-delay",
+        type=int,
+        default=Settings.storm_max_delay,
+        help="the broken endpoint's retry.maxDelaySeconds (Exponential from 1 s; default 10)",
+    )
+    parser.add_argument(
         "--memory", type=int, help="subscriptions and finished events for the memory reading (default 10000)"
     )
     parser.add_argument(
@@ -806,6 +834,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         profile=args.profile,
         keep_logs=args.logs,
         phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
+        storm_max_delay=args.storm_max_delay,
     )
     unknown = set(settings.phases) - set(Settings.phases)
     if unknown:

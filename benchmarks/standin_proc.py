@@ -34,7 +34,13 @@ async def serve(host: str = "127.0.0.1") -> None:
     async def handler(request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if request.path == COUNTS_PATH:
             counts = [[verb, plural, sub, n] for (verb, plural, sub), n in standin.counts.items()]
-            return aiohttp.web.json_response({"counts": counts, "resourceVersion": standin.resource_version})
+            backlog = {
+                str(resource.plural): [watch.queue.qsize() for watch in watches]
+                for resource, watches in standin._watches.items()
+            }
+            return aiohttp.web.json_response(
+                {"counts": counts, "resourceVersion": standin.resource_version, "watch_backlog": backlog}
+            )
         return await standin(request)
 
     stop = asyncio.Event()
