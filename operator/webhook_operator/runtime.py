@@ -164,6 +164,7 @@ class Engine:
             await self._metrics_runner.cleanup()
         await self.sender.aclose()
         await self.kube.aclose()
+        _cancel_orphaned_pause_waiters()
         log(logging.INFO, "engine stopped")
 
     def _subscription_unblocked(self, key: SubKey) -> None:
@@ -188,6 +189,19 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+def _cancel_orphaned_pause_waiters() -> None:
+    """Cancel the watch pause-waiter tasks kopf (1.45) leaves behind, so the process exits now.
+
+    A watcher cancelled while it handles an event leaves its streaming generator unfinished, and
+    with it the `pause-waiter for <resource>` task its `finally` would cancel; kopf then waits
+    5 s for that task before exiting: in about half of all SIGTERMs, 5 s more of downtime in a
+    Recreate rollout. This runs in the cleanup handler, after every watcher has stopped.
+    """
+    for task in asyncio.all_tasks():
+        if task.get_name().startswith("pause-waiter for ") and not task.done():
+            task.cancel()
 
 
 def _login_from_environment(**kwargs: Any) -> kopf.ConnectionInfo | None:

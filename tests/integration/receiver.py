@@ -1,7 +1,7 @@
 """A real HTTP receiver on 127.0.0.1 that records every request and answers from a script.
 
-    receiver.script("/hooks/a", [503, (429, {"Retry-After": "1"}), 200])   # then the default, 200
-    receiver.hang("/hooks/slow")                                         # never answers
+receiver.script("/hooks/a", [503, (429, {"Retry-After": "1"}), 200])   # then the default, 200
+receiver.hang("/hooks/slow")                                         # never answers
 """
 
 from __future__ import annotations

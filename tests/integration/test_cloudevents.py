@@ -7,9 +7,8 @@ import json
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 from standardwebhooks.webhooks import Webhook
 
-from webhook_operator.domain.clock import parse_time
-
 from tests.integration.conftest import create_event, create_secret, create_subscription, wait_condition
+from webhook_operator.domain.clock import parse_time
 
 
 def parse(request):
@@ -17,11 +16,15 @@ def parse(request):
     return from_http_event(HTTPMessage(headers=dict(request.headers), body=request.body))
 
 
-async def test_a_cloudevents_subscription_receives_a_binary_mode_event_the_sdk_parses(standin, receiver, operator):
+async def test_a_cloudevents_subscription_receives_a_binary_mode_event_the_sdk_parses(
+    standin, receiver, operator
+):
     await create_subscription(standin, "ce", {"url": receiver.endpoint("/ce"), "format": "CloudEvents"})
     await wait_condition(standin, "webhooksubscriptions", "ce", "Ready")
     created = await create_event(
-        standin, "inv-1", {"type": "invoice.paid", "data": {"invoiceId": 7, "amount": 12.5}, "source": "/shop/billing"}
+        standin,
+        "inv-1",
+        {"type": "invoice.paid", "data": {"invoiceId": 7, "amount": 12.5}, "source": "/shop/billing"},
     )
     await wait_condition(standin, "webhookevents", "inv-1", "Delivered")
 
@@ -52,7 +55,9 @@ async def test_a_signed_cloudevent_carries_standard_webhooks_signatures_over_its
 ):
     await create_secret(standin, "key", {"signingKey": signing_key})
     await create_subscription(
-        standin, "ce", {"url": receiver.endpoint("/ce"), "format": "CloudEvents", "signing": {"secretRef": {"name": "key"}}}
+        standin,
+        "ce",
+        {"url": receiver.endpoint("/ce"), "format": "CloudEvents", "signing": {"secretRef": {"name": "key"}}},
     )
     await wait_condition(standin, "webhooksubscriptions", "ce", "Ready")
     await create_event(standin, "inv-3", {"type": "invoice.paid", "data": {"n": 1}})

@@ -31,13 +31,17 @@ async def test_counts_and_times_reach_the_status(standin, receiver, operator):
     assert "failingSince" in status
 
 
-async def test_two_hundred_deliveries_cost_a_bounded_number_of_subscription_status_writes(standin, receiver, operator):
+async def test_two_hundred_deliveries_cost_a_bounded_number_of_subscription_status_writes(
+    standin, receiver, operator
+):
     await operator.restart(health_flush_seconds=1.0)
     await create_subscription(standin, "s", {"url": receiver.endpoint("/s")})
     await wait_condition(standin, SUBS, "s", "Ready")
     writes_before = standin.count("patch", resource=SUBS, subresource="status")
     started = time.monotonic()
-    await asyncio.gather(*(create_event(standin, f"e{n:03d}", {"type": "a", "data": {"n": n}}) for n in range(200)))
+    await asyncio.gather(
+        *(create_event(standin, f"e{n:03d}", {"type": "a", "data": {"n": n}}) for n in range(200))
+    )
 
     async def all_counted():
         status = (await read(standin, SUBS, "s"))["status"]

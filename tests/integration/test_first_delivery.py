@@ -17,7 +17,9 @@ from tests.integration.conftest import (
 )
 
 
-async def test_a_new_subscription_gets_a_ready_condition_through_the_status_subresource(standin, receiver, operator):
+async def test_a_new_subscription_gets_a_ready_condition_through_the_status_subresource(
+    standin, receiver, operator
+):
     await create_subscription(standin, "orders", {"url": receiver.endpoint("/hooks/orders")})
     sub = await wait_condition(standin, "webhooksubscriptions", "orders", "Ready", "True", "Active")
     ready = [c for c in sub["status"]["conditions"] if c["type"] == "Ready"][0]
@@ -34,8 +36,11 @@ async def test_an_event_is_delivered_with_the_exact_body_and_a_verifiable_signat
     await create_subscription(
         standin,
         "orders",
-        {"url": receiver.endpoint("/hooks/orders"), "signing": {"secretRef": {"name": "crm-secret"}},
-         "headers": {"X-Tenant": "shop"}},
+        {
+            "url": receiver.endpoint("/hooks/orders"),
+            "signing": {"secretRef": {"name": "crm-secret"}},
+            "headers": {"X-Tenant": "shop"},
+        },
     )
     created = await create_event(standin, "order-1001", {"type": "order.created", "data": {"orderId": 1001}})
     event = await wait_condition(standin, "webhookevents", "order-1001", "Delivered", "True", "AllDelivered")

@@ -17,7 +17,9 @@ from tests.integration.conftest import (
 REDELIVER = "webhooks.openplatform.dev/redeliver"
 
 
-async def test_a_paused_subscription_keeps_deliveries_pending_and_delivers_when_unpaused(standin, receiver, operator):
+async def test_a_paused_subscription_keeps_deliveries_pending_and_delivers_when_unpaused(
+    standin, receiver, operator
+):
     await create_subscription(standin, "sub", {"url": receiver.endpoint("/p"), "paused": True})
     await wait_condition(standin, "webhooksubscriptions", "sub", "Ready", "False", "Paused")
     await create_event(standin, "e1", {"type": "order.created", "data": {}})
@@ -32,9 +34,13 @@ async def test_a_paused_subscription_keeps_deliveries_pending_and_delivers_when_
     assert len(receiver.at("/p")) == 1
 
 
-async def test_an_operator_stopped_mid_retry_resumes_from_the_status_after_a_restart(standin, receiver, operator):
+async def test_an_operator_stopped_mid_retry_resumes_from_the_status_after_a_restart(
+    standin, receiver, operator
+):
     receiver.script("/flaky", [503, 200])
-    await create_subscription(standin, "sub", {"url": receiver.endpoint("/flaky"), "retry": {"initialDelaySeconds": 2}})
+    await create_subscription(
+        standin, "sub", {"url": receiver.endpoint("/flaky"), "retry": {"initialDelaySeconds": 2}}
+    )
     await wait_condition(standin, "webhooksubscriptions", "sub", "Ready")
     created = await create_event(standin, "e1", {"type": "order.created", "data": {}})
     event = await wait_condition(standin, "webhookevents", "e1", "Delivered", "False", "InProgress")
@@ -52,7 +58,9 @@ async def test_an_operator_stopped_mid_retry_resumes_from_the_status_after_a_res
     assert delivery(event, "sub")["attempts"] == 2
 
 
-async def test_the_redeliver_annotation_puts_failed_deliveries_back_and_delivers_them(standin, receiver, operator):
+async def test_the_redeliver_annotation_puts_failed_deliveries_back_and_delivers_them(
+    standin, receiver, operator
+):
     receiver.script("/strict", [400])
     await create_subscription(standin, "sub", {"url": receiver.endpoint("/strict")})
     await wait_condition(standin, "webhooksubscriptions", "sub", "Ready")
@@ -104,11 +112,17 @@ async def test_an_oversized_event_fails_with_a_clear_reason_and_is_not_delivered
     await wait_condition(standin, "webhooksubscriptions", "sub", "Ready")
     await create_event(standin, "big", {"type": "order.created", "data": {"blob": "x" * 2000}})
     event = await wait_condition(standin, "webhookevents", "big", "Failed", "True", "PayloadTooLarge")
-    assert "limit is 1024 bytes" in [c for c in event["status"]["conditions"] if c["type"] == "Failed"][0]["message"]
+    assert (
+        "limit is 1024 bytes"
+        in [c for c in event["status"]["conditions"] if c["type"] == "Failed"][0]["message"]
+    )
     assert receiver.at("/big") == []
 
 
 async def test_an_event_without_data_fails_as_invalid_instead_of_wedging(standin, receiver, operator):
     await create_event(standin, "bad", {"type": "order.created"})
     event = await wait_condition(standin, "webhookevents", "bad", "Failed", "True", "InvalidEvent")
-    assert "spec.data is required" in [c for c in event["status"]["conditions"] if c["type"] == "Failed"][0]["message"]
+    assert (
+        "spec.data is required"
+        in [c for c in event["status"]["conditions"] if c["type"] == "Failed"][0]["message"]
+    )

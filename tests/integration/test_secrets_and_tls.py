@@ -35,18 +35,23 @@ def operator_config(standin):
 async def _replace_secret(standin, name, data):
     import aiohttp
 
-    async with aiohttp.ClientSession() as session, session.patch(
-        str(standin.url) + standin.api_path("secrets", "shop", name),
-        json={"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            str(standin.url) + standin.api_path("secrets", "shop", name),
+            json={"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ) as response,
+    ):
         assert response.status == 200, await response.text()
 
 
 async def test_a_changed_signing_key_signs_the_next_attempt_without_a_restart(standin, receiver, operator):
     old, new = make_signing_key(), make_signing_key()
     await create_secret(standin, "k", {"signingKey": old})
-    await create_subscription(standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}})
+    await create_subscription(
+        standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}}
+    )
     await wait_condition(standin, SUBS, "s", "Ready")
     await create_event(standin, "e1", {"type": "a", "data": {}})
     await wait_condition(standin, "webhookevents", "e1", "Delivered")
@@ -67,7 +72,9 @@ async def test_a_changed_signing_key_signs_the_next_attempt_without_a_restart(st
 async def test_during_rotation_both_signatures_are_sent_and_each_key_verifies(standin, receiver, operator):
     current, previous = make_signing_key(), make_signing_key()
     await create_secret(standin, "k", {"signingKey": current, "previousSigningKey": previous})
-    await create_subscription(standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}})
+    await create_subscription(
+        standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}}
+    )
     await wait_condition(standin, SUBS, "s", "Ready")
     await create_event(standin, "e1", {"type": "a", "data": {"n": 1}})
     await wait_condition(standin, "webhookevents", "e1", "Delivered")
@@ -82,7 +89,9 @@ async def test_a_private_ca_bundle_lets_deliveries_reach_a_tls_receiver(standin,
     async with serve_tls_receiver(ca) as tls:
         await create_secret(standin, "ca", {"ca.crt": ca.cert_pem.bytes().decode()})
         await create_subscription(
-            standin, "s", {"url": tls.endpoint("/s"), "tls": {"caBundleSecretRef": {"name": "ca", "key": "ca.crt"}}}
+            standin,
+            "s",
+            {"url": tls.endpoint("/s"), "tls": {"caBundleSecretRef": {"name": "ca", "key": "ca.crt"}}},
         )
         await wait_condition(standin, SUBS, "s", "Ready")
         await create_event(standin, "e1", {"type": "a", "data": {}})
@@ -97,8 +106,11 @@ async def test_a_tls_receiver_with_an_untrusted_certificate_fails_with_a_clear_e
         await create_subscription(
             standin,
             "s",
-            {"url": tls.endpoint("/s"), "tls": {"caBundleSecretRef": {"name": "ca"}},
-             "retry": {"maxAttempts": 1}},
+            {
+                "url": tls.endpoint("/s"),
+                "tls": {"caBundleSecretRef": {"name": "ca"}},
+                "retry": {"maxAttempts": 1},
+            },
         )
         await wait_condition(standin, SUBS, "s", "Ready")
         await create_event(standin, "e1", {"type": "a", "data": {}})
@@ -109,7 +121,9 @@ async def test_a_tls_receiver_with_an_untrusted_certificate_fails_with_a_clear_e
 
 async def test_a_ca_bundle_that_is_not_pem_makes_the_subscription_tls_config_invalid(standin, operator):
     await create_secret(standin, "ca", {"ca.crt": "garbage"})
-    await create_subscription(standin, "s", {"url": "https://localhost:1/s", "tls": {"caBundleSecretRef": {"name": "ca"}}})
+    await create_subscription(
+        standin, "s", {"url": "https://localhost:1/s", "tls": {"caBundleSecretRef": {"name": "ca"}}}
+    )
     sub = await wait_condition(standin, SUBS, "s", "Ready", "False", "TLSConfigInvalid")
     assert "PEM" in condition(sub, "Ready")["message"]
 
@@ -122,16 +136,29 @@ async def test_a_client_certificate_is_presented_for_mutual_tls(standin, operato
         await create_secret(
             standin,
             "mtls",
-            {"tls.crt": client.cert_chain_pems[0].bytes().decode(), "tls.key": client.private_key_pem.bytes().decode()},
+            {
+                "tls.crt": client.cert_chain_pems[0].bytes().decode(),
+                "tls.key": client.private_key_pem.bytes().decode(),
+            },
             secret_type="kubernetes.io/tls",
         )
-        await create_subscription(standin, "with-cert", {
-            "url": tls.endpoint("/with"),
-            "tls": {"caBundleSecretRef": {"name": "ca"}, "clientCertSecretRef": {"name": "mtls"}},
-        })
-        await create_subscription(standin, "without-cert", {
-            "url": tls.endpoint("/without"), "tls": {"caBundleSecretRef": {"name": "ca"}}, "retry": {"maxAttempts": 1},
-        })
+        await create_subscription(
+            standin,
+            "with-cert",
+            {
+                "url": tls.endpoint("/with"),
+                "tls": {"caBundleSecretRef": {"name": "ca"}, "clientCertSecretRef": {"name": "mtls"}},
+            },
+        )
+        await create_subscription(
+            standin,
+            "without-cert",
+            {
+                "url": tls.endpoint("/without"),
+                "tls": {"caBundleSecretRef": {"name": "ca"}},
+                "retry": {"maxAttempts": 1},
+            },
+        )
         await wait_condition(standin, SUBS, "with-cert", "Ready")
         await wait_condition(standin, SUBS, "without-cert", "Ready")
         await create_event(standin, "e1", {"type": "a", "data": {}})

@@ -21,7 +21,9 @@ SUBS = "webhooksubscriptions"
 
 
 async def test_a_missing_secret_makes_it_not_ready_until_the_secret_is_created(standin, receiver, operator):
-    await create_subscription(standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}})
+    await create_subscription(
+        standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}}
+    )
     sub = await wait_condition(standin, SUBS, "s", "Ready", "False", "SecretNotFound")
     assert "'k'" in condition(sub, "Ready")["message"]
     await create_event(standin, "e1", {"type": "a", "data": {}})
@@ -36,7 +38,9 @@ async def test_a_missing_secret_makes_it_not_ready_until_the_secret_is_created(s
 
 async def test_an_invalid_key_names_the_secret_key_and_never_its_value(standin, receiver, operator):
     await create_secret(standin, "k", {"signingKey": "not-a-whsec-value-s3cr3t"})
-    await create_subscription(standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}})
+    await create_subscription(
+        standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}}
+    )
     sub = await wait_condition(standin, SUBS, "s", "Ready", "False", "InvalidSecret")
     message = condition(sub, "Ready")["message"]
     assert "signingKey" in message
@@ -45,7 +49,9 @@ async def test_an_invalid_key_names_the_secret_key_and_never_its_value(standin, 
 
 async def test_a_secret_without_a_signing_key_is_invalid(standin, receiver, operator):
     await create_secret(standin, "k", {"other": "x"})
-    await create_subscription(standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}})
+    await create_subscription(
+        standin, "s", {"url": receiver.endpoint("/s"), "signing": {"secretRef": {"name": "k"}}}
+    )
     sub = await wait_condition(standin, SUBS, "s", "Ready", "False", "InvalidSecret")
     assert "has no key 'signingKey'" in condition(sub, "Ready")["message"]
 
@@ -84,7 +90,9 @@ async def test_the_transition_time_moves_only_when_the_status_changes(standin, r
     assert third["observedGeneration"] == 3
 
 
-async def test_sustained_failure_disables_the_endpoint_and_a_spec_change_reenables_it(standin, receiver, operator):
+async def test_sustained_failure_disables_the_endpoint_and_a_spec_change_reenables_it(
+    standin, receiver, operator
+):
     from webhook_operator.domain.health import DisableRules
 
     await operator.restart(disable_rules=DisableRules(max_consecutive_failures=3))
@@ -117,7 +125,9 @@ async def test_the_reenable_annotation_brings_a_gone_endpoint_back(standin, rece
     event = await wait_condition(standin, "webhookevents", "e2", "Delivered", "False", "InProgress")
     assert delivery(event, "s")["reason"] == "EndpointDisabled"
 
-    await patch(standin, SUBS, "s", {"metadata": {"annotations": {"webhooks.openplatform.dev/reenable": "now"}}})
+    await patch(
+        standin, SUBS, "s", {"metadata": {"annotations": {"webhooks.openplatform.dev/reenable": "now"}}}
+    )
     sub = await wait_condition(standin, SUBS, "s", "Ready", "True")
     assert sub["status"]["reenabled"] == "now"
     await wait_condition(standin, "webhookevents", "e2", "Delivered", "True")

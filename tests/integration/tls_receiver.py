@@ -13,7 +13,9 @@ from tests.integration.receiver import Receiver
 
 
 @asynccontextmanager
-async def serve_tls_receiver(ca: trustme.CA, *, client_ca: trustme.CA | None = None) -> AsyncIterator[Receiver]:
+async def serve_tls_receiver(
+    ca: trustme.CA, *, client_ca: trustme.CA | None = None
+) -> AsyncIterator[Receiver]:
     """HTTPS with a server certificate for localhost/127.0.0.1; `client_ca` requires a client cert."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
