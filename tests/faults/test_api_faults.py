@@ -32,8 +32,8 @@ async def test_api_errors_and_cut_watches_lose_no_status_update(
         standin=standin,
         receiver=receiver,
         operator=Threaded(threaded_operator),
-        events=150,
-        rate=50,
+        events=120,
+        rate=60,
     )
     publish(report)
 

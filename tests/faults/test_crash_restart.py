@@ -12,18 +12,18 @@ from tests.faults.scenarios import crash_scenario
 pytestmark = pytest.mark.faults
 
 
-async def test_sigkilled_process_restarted_four_times_loses_nothing(
+async def test_sigkilled_process_restarted_three_times_loses_nothing(
     standin, cluster, receiver, second_receiver, operator_process
 ):
     report = await crash_scenario(
-        "crash: SIGKILL process x4, 200 events",
+        "crash: SIGKILL process x3, 200 events",
         cluster=cluster,
         standin=standin,
         receivers=(receiver, second_receiver),
         operator=operator_process,
         events=200,
-        modes=("mid-delivery", "before", "after", "mid-delivery"),
-        rate=20,
+        modes=("mid-delivery", "before", "after"),
+        rate=25,
     )
     publish(report)
 

@@ -17,14 +17,16 @@ async def test_fresh_events_keep_their_latency_while_retries_wait_for_broken_end
     standin, cluster, receiver, threaded_operator
 ):
     report = await head_of_line_scenario(
-        "receivers: head-of-line, 300 retrying + 50 hanging",
+        "receivers: head-of-line, 200 retrying + 30 hanging",
         cluster=cluster,
         standin=standin,
         receiver=receiver,
         # Not disabled by its streak of failures here (1000 in a row by default): the point is latency.
         start_operator=lambda: threaded_operator(disable_rules=DisableRules(100_000, 86400.0)),
-        retrying=300,
-        hanging=50,
+        retrying=200,
+        hanging=30,
+        fresh=15,
+        fresh_rate=15,
     )
     publish(report)
 

@@ -17,11 +17,11 @@ async def test_sigterm_finishes_and_records_in_flight_deliveries_and_the_restart
     cluster, receiver, operator_process
 ):
     report = await sigterm_scenario(
-        "shutdown: SIGTERM process x2, 80 events",
+        "shutdown: SIGTERM process x2, 20 events",
         cluster=cluster,
         receiver=receiver,
         operator=operator_process,
-        events=40,
+        events=10,
         cycles=2,
     )
     publish(report)
