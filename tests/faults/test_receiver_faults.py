@@ -14,19 +14,48 @@ pytestmark = pytest.mark.faults
 
 
 async def test_fresh_events_keep_their_latency_while_retries_wait_for_broken_endpoints(
-    standin, cluster, receiver, threaded_operator
+    standin, cluster, receiver, operator_process
 ):
+    """Against the operator as its own process: in a thread it would share one interpreter with
+    the stand-in and the receivers, and the latency would measure their CPU contention."""
+
+    async def start():
+        # Not disabled by its streak of failures here (1000 in a row by default): the point is latency.
+        operator_process.args += ("--disable-after-failures", "1000000")
+        await operator_process.start()
+        return operator_process
+
     report = await head_of_line_scenario(
         "receivers: head-of-line, 200 retrying + 30 hanging",
         cluster=cluster,
         standin=standin,
         receiver=receiver,
-        # Not disabled by its streak of failures here (1000 in a row by default): the point is latency.
-        start_operator=lambda: threaded_operator(disable_rules=DisableRules(100_000, 86400.0)),
+        start_operator=start,
         retrying=200,
         hanging=30,
         fresh=15,
         fresh_rate=15,
+        latency_bound=1.0,
+    )
+    publish(report)
+
+
+async def test_the_engine_lets_go_of_every_event_once_a_retry_storm_is_over(
+    standin, cluster, receiver, threaded_operator
+):
+    """In a thread, where the engine's stores can be looked at: queue, schedule, in-flight slots,
+    waiting and pending maps all back to zero (finished events keep only a small tombstone)."""
+    report = await head_of_line_scenario(
+        "receivers: storm in-thread, engine memory",
+        cluster=cluster,
+        standin=standin,
+        receiver=receiver,
+        start_operator=lambda: threaded_operator(disable_rules=DisableRules(100_000, 86400.0)),
+        retrying=200,
+        hanging=30,
+        fresh=10,
+        fresh_rate=15,
+        latency_bound=3.0,
     )
     publish(report)
 
