@@ -1,7 +1,8 @@
 """The Kubernetes edge: the few reads and writes the engine makes, on one aiohttp session.
 
-kopf does the watching; this client does what kopf does not: status writes guarded by a
-resourceVersion test, Secret reads, deletions for retention, and Kubernetes Events. Transient
+kopf watches subscriptions and Secrets; this client does the rest: the WebhookEvent watch stream
+(`watch`, see engine/event_watch.py for why), status writes guarded by a resourceVersion test,
+Secret reads, deletions for retention, and Kubernetes Events. Transient
 API errors (429 with Retry-After, 5xx, connection errors) are retried here with a short backoff,
 so the engine sees either a result or a real error.
 """
@@ -14,7 +15,7 @@ import contextlib
 import json
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 _RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 4.0)
+MAX_WATCH_LINE_BYTES = 16 * 1024 * 1024  # one watch event; etcd's own limit is 1.5 MiB per object
 
 
 class KubeError(Exception):
@@ -60,6 +62,7 @@ class KubeClient:
     def __init__(self, relogin: Callable[[], Awaitable[kopf.ConnectionInfo]] | None = None) -> None:
         self._connection: kopf.ConnectionInfo | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None  # long streams: a pool of their own
         self._relogin = relogin
         self._ready = asyncio.Event()
         self.writes = 0  # every mutating request sent, for the benchmark's API-writes-per-event
@@ -68,17 +71,20 @@ class KubeClient:
         """Adopt credentials (from kopf's login); replaces the session when they change."""
         if connection == self._connection and self._session is not None:
             return
-        old = self._session
+        old = (self._session, self._watch_session)
         self._connection = connection
         context = await asyncio.to_thread(_ssl_context, connection)  # reads files: off the loop
-        self._session = _make_session(connection, context)
+        self._session = _make_session(connection, context, limit=64)
+        self._watch_session = _make_session(connection, context, limit=0)  # one per watched namespace
         self._ready.set()
-        if old is not None:
-            await old.close()
+        for session in old:
+            if session is not None:
+                await session.close()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
 
     async def get(self, path: str) -> dict[str, Any] | None:
         try:
@@ -99,6 +105,46 @@ class KubeClient:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}} if uid else None
         with contextlib.suppress(NotFoundError):  # already gone is what we wanted
             await self._request("DELETE", path, body=body)
+
+    async def watch(self, path: str, *, read_timeout: float) -> AsyncGenerator[dict[str, Any], None]:
+        """Stream a watch (`path` carries `watch=true` and its query): one decoded event per line.
+
+        Not retried here: the caller resumes from the last resourceVersion it saw. Ends when the
+        server ends the stream; raises KubeError for an error answer, a connection error or a
+        stream silent for `read_timeout` seconds.
+        """
+        await self._ready.wait()
+        assert self._watch_session is not None
+        assert self._connection is not None
+        url = self._connection.server.rstrip("/") + path
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
+        try:
+            request = self._watch_session.get(url, timeout=timeout, headers={"Accept": "application/json"})
+            async with request as response:
+                if response.status == 401 and self._relogin is not None:
+                    await self.use(await self._relogin())  # the caller reconnects with them
+                if response.status >= 300:
+                    raise _error(response.status, await response.read())
+                # Lines are split here, not with readline(): aiohttp limits a line to 128 KiB, and
+                # an event's data may be larger. Only the new chunk is searched for line ends.
+                pending: list[bytes] = []
+                pending_size = 0
+                async for chunk in response.content.iter_any():
+                    start = 0
+                    while (end := chunk.find(b"\n", start)) >= 0:
+                        line = b"".join((*pending, chunk[start:end])) if pending else chunk[start:end]
+                        pending, pending_size, start = [], 0, end + 1
+                        if line.strip():
+                            yield json.loads(line)
+                    if start < len(chunk):
+                        pending.append(chunk[start:])
+                        pending_size += len(chunk) - start
+                        if pending_size > MAX_WATCH_LINE_BYTES:
+                            raise KubeError(0, "WatchEventTooLarge", f"over {MAX_WATCH_LINE_BYTES} bytes")
+                if pending and (rest := b"".join(pending)).strip():
+                    yield json.loads(rest)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise KubeError(0, type(exc).__name__, str(exc)[:200]) from exc
 
     async def _request(
         self, method: str, path: str, *, body: object = None, content_type: str = "application/json"
@@ -148,12 +194,14 @@ def _error(status: int, payload: bytes) -> KubeError:
     return KubeError(status, reason, message)
 
 
-def _make_session(info: kopf.ConnectionInfo, context: ssl.SSLContext | bool) -> aiohttp.ClientSession:
+def _make_session(
+    info: kopf.ConnectionInfo, context: ssl.SSLContext | bool, *, limit: int
+) -> aiohttp.ClientSession:
     headers: dict[str, str] = {}
     if info.token:
         headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
     auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
-    connector = aiohttp.TCPConnector(ssl=context, limit=64)
+    connector = aiohttp.TCPConnector(ssl=context, limit=limit)
     return aiohttp.ClientSession(
         connector=connector, headers=headers, auth=auth, timeout=aiohttp.ClientTimeout(total=60)
     )

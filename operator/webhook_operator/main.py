@@ -1,7 +1,9 @@
 """kopf entry points, thin: each translates a watch event into a call on the engine.
 
 Only event-watching and indexing handlers are used: they cost no API writes (no progress or
-diff-base annotations, no finalizers). Retries, status and retention are the engine's.
+diff-base annotations, no finalizers). Retries, status and retention are the engine's, and so
+is the WebhookEvent watch (engine/event_watch.py: kopf's per-object machinery could not keep
+up with events under load).
 """
 
 from __future__ import annotations
@@ -57,11 +59,6 @@ async def subscription_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...],
 @kopf.on.event(GROUP, VERSION, "webhooksubscriptions")
 async def subscription_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     _engine(memo).subscription_changed((namespace or "", name), deleted=type == "DELETED")
-
-
-@kopf.on.event(GROUP, VERSION, "webhookevents")
-async def event_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    _engine(memo).event_observed(event["type"] or "ADDED", event["object"])
 
 
 @kopf.on.event("", "v1", "secrets")

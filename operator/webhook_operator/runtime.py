@@ -17,6 +17,7 @@ import kopf
 
 from webhook_operator.config import OperatorConfig
 from webhook_operator.engine.event_reconciler import EventReconciler
+from webhook_operator.engine.event_watch import EventWatch
 from webhook_operator.engine.events import EventKey, EventStore
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
 from webhook_operator.engine.limiter import InFlightLimiter
@@ -71,6 +72,7 @@ class Engine:
             on_health_change=self.subscription_reconciler.health_changed,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._watch: EventWatch | None = None
         self._metrics_runner: aiohttp.web.AppRunner | None = None
         self._login_kwargs: dict[str, Any] = {}
 
@@ -145,6 +147,11 @@ class Engine:
                 )
             ),
         ]
+        # Read `event_observed` now, not in __init__: the benchmark wraps it to time each event.
+        self._watch = EventWatch(
+            self.kube, self.config.namespaces, observe=self.event_observed, known=self.events.keys
+        )
+        self._watch.start()
         if self.config.metrics_port is not None:
             self._metrics_runner = await _serve_metrics(self.metrics, self.config.metrics_port)
         log(logging.INFO, "engine started", namespaces=",".join(self.config.namespaces) or "*")
@@ -152,6 +159,8 @@ class Engine:
     async def stop(self) -> None:
         """Stop taking new attempts, let in-flight ones finish (bounded), then close the clients."""
         self.event_reconciler.accepting = False
+        if self._watch is not None:
+            await self._watch.stop()
         self.event_queue.close()
         self.subscription_queue.close()
         if self._tasks:

@@ -179,6 +179,8 @@ class EventReconciler:
             await self._subscriptions.caught_up(namespace, _meta(body, "resourceVersion"))
             records = self._subscriptions.in_namespace(namespace)
         else:
+            if not self._subscriptions.synced(namespace):  # first sight since a restart
+                await self._subscriptions.caught_up(namespace, _meta(body, "resourceVersion"))
             names = [d.subscription for d in deliveries if d.is_open]
             records = [r for name in names if (r := self._subscriptions.get((namespace, name))) is not None]
         return {record.name: await self._subscriptions.state(record) for record in records}

@@ -57,6 +57,11 @@ class EventStore:
         self._open[key] = body
         return key
 
+    def keys(self, namespace: str | None = None) -> list[EventKey]:
+        """Every event known (open or finished), in one namespace or in all."""
+        known = [*self._open, *self._finished]
+        return known if namespace is None else [key for key in known if key[0] == namespace]
+
     def body(self, key: EventKey) -> Mapping[str, Any] | None:
         return self._open.get(key)
 

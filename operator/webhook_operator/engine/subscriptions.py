@@ -1,8 +1,9 @@
 """Subscriptions in memory: the kopf index holds the records, this module derives their state.
 
-Matching an event reads only memory: kopf's index of subscriptions is filled by the watch, and
-kopf holds every other handler back until the index is complete, so an operator that restarts
-never reconciles an event against a half-known set of subscriptions.
+Matching an event reads only memory: kopf's index of subscriptions is filled by its watch. The
+events come by another watch (engine/event_watch.py), so before the first event of a namespace
+is reconciled the index is checked against a LIST of that namespace's subscriptions (`caught_up`):
+an operator that restarts never reconciles an event against a half-known set of subscriptions.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from webhook_operator.kube import KubeClient, KubeError, resource_path
 from webhook_operator.sender import Sender, TLSMaterial, TLSMaterialError
 
 REENABLE_ANNOTATION = "webhooks.openplatform.dev/reenable"
-_CATCH_UP_SECONDS = 2.0  # how long to wait for the watch to bring listed subscriptions
+_CATCH_UP_STALL_SECONDS = 2.0  # give up waiting for listed subscriptions after this long without progress
+_CATCH_UP_MAX_SECONDS = 60.0  # and after this long in all (a restart indexing many thousands)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ class SubscriptionRegistry:
         if self._kube is None or not resource_version.isdigit():
             return
         wanted = int(resource_version)
+        if namespace not in self._synced:
+            wanted = max(wanted, 1)  # never checked: check now, whatever the event's version
         if wanted <= self._synced.get(namespace, 0):
             return
         lock = self._sync_locks.setdefault(namespace, asyncio.Lock())
@@ -160,23 +164,45 @@ class SubscriptionRegistry:
                 for item in listing.get("items") or []
                 if isinstance(item, Mapping) and isinstance(item.get("metadata"), Mapping)
             }
-            deadline = time.monotonic() + _CATCH_UP_SECONDS
-            # kopf fills its index in its own handlers; a short poll is simpler than a hook there.
-            while time.monotonic() < deadline and not self._indexed(namespace, expected):  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+            await self._wait_indexed(namespace, expected)
             if listed_version.isdigit():
                 self._synced[namespace] = max(self._synced.get(namespace, 0), int(listed_version))
 
-    def _indexed(self, namespace: str, expected: Mapping[str, tuple[str, int]]) -> bool:
+    def synced(self, namespace: str) -> bool:
+        """Whether the index has once been checked complete for this namespace."""
+        return namespace in self._synced
+
+    async def _wait_indexed(self, namespace: str, expected: Mapping[str, tuple[str, int]]) -> None:
+        """Wait while the index still lacks listed subscriptions and is still bringing them.
+
+        A subscription deleted between the LIST and its watch event never arrives; the wait ends
+        after a stall without progress. While kopf is indexing thousands after a restart, there is
+        progress, and the wait goes on (bounded).
+        """
+        started = last_progress = time.monotonic()
+        missing = self._missing(namespace, expected)
+        # kopf fills its index in its own handlers; a short poll is simpler than a hook there.
+        while missing:
+            now = time.monotonic()
+            if now - last_progress > _CATCH_UP_STALL_SECONDS or now - started > _CATCH_UP_MAX_SECONDS:
+                return
+            await asyncio.sleep(0.005)
+            still = self._missing(namespace, expected)
+            if still < missing:
+                last_progress = time.monotonic()
+            missing = still
+
+    def _missing(self, namespace: str, expected: Mapping[str, tuple[str, int]]) -> int:
         # Matching reads the object and its spec, not its status: a subscription whose status alone
         # moved on (a health flush, a Ready condition) needs no wait. Waiting for its newest
         # resourceVersion would hold every new event in the namespace, up to the full catch-up
         # time, whenever the watch is behind while a busy or failing endpoint's health is flushed.
+        missing = 0
         for name, (uid, generation) in expected.items():
             record = self.get((namespace, name))
             if record is None or record.uid != uid or record.generation < generation:
-                return False
-        return True
+                missing += 1
+        return missing
 
     def get(self, key: SubKey) -> SubscriptionRecord | None:
         entries = self._index.get(("name", *key))
