@@ -131,7 +131,9 @@ class SubscriptionRegistry:
         The LIST asks for a state not older than the event (`resourceVersionMatch=NotOlderThan`),
         which the API server answers from its watch cache, without a round trip to etcd.
         Versions are compared as integers only to skip work; when they are not integers, or the
-        LIST fails, matching goes ahead with the index as it is.
+        LIST fails after the namespace was once checked, matching goes ahead with the index as it
+        is. The first check of a namespace must succeed: its failure is raised, and the reconcile
+        is retried.
 
         (The highest version the subscription watch has brought is no safe watermark: kopf
         indexes each object in its own worker, so a later subscription can be indexed before
@@ -152,6 +154,8 @@ class SubscriptionRegistry:
             try:
                 listing = await self._kube.get(resource_path("webhooksubscriptions", namespace) + query)
             except KubeError:
+                if namespace not in self._synced:
+                    raise  # never checked: no matching against an index that may be half-filled
                 return
             if listing is None:
                 return
