@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--workers", type=int, default=OperatorConfig.event_workers)
     parser.add_argument("--disable-after-failures", type=int, default=1_000_000)
+    parser.add_argument("--circuit-after-failures", type=int, default=OperatorConfig.circuit_threshold)
     args = parser.parse_args(argv)
 
     logs.configure("json", getattr(logging, args.log_level.upper()))
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         # The head-of-line phase needs its broken endpoint to keep failing: with the default
         # (1,000 failures in a row) the operator disables it within the first second of the storm.
         disable_rules=DisableRules(max_consecutive_failures=args.disable_after_failures),
+        circuit_threshold=args.circuit_after_failures,
         connection=connection,
     )
     control = Control()

@@ -68,6 +68,7 @@ class Settings:
     hol_seconds: float = 10.0
     fanout_reps: int = 3
     workers: int = 64
+    circuit_after_failures: int | None = None  # None: the operator's default
     kubeconfig: str | None = None
     quick: bool = False
     json_only: bool = False
@@ -396,6 +397,11 @@ class Benchmark:
             self.ns_memory,
             "--workers",
             str(self.s.workers),
+            *(
+                ("--circuit-after-failures", str(self.s.circuit_after_failures))
+                if self.s.circuit_after_failures is not None
+                else ()
+            ),
             log=log_file,
         )
         self.control = self.operator.info["control"]
@@ -521,8 +527,14 @@ class Benchmark:
         await self.wait_ready(self.ns, {"sink", "broken"}, 30)
         storm_before = await self.rx_count("/broken")
         _, storm = await self.burst("storm", "bench.broken", self.s.storm)
+        # Every storm event has been tried once, or (the circuit open) waits for its probe.
         deadline = time.monotonic() + 60
-        while await self.rx_count("/broken") - storm_before < self.s.storm and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if await self.rx_count("/broken") - storm_before >= self.s.storm:
+                break
+            stats = await self.op_stats()
+            if stats.get("circuits_open") and stats["queued"] == 0 and stats["events_open"] >= self.s.storm:
+                break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # into the retries
         during_before, t0 = await self.rx_count("/broken"), time.monotonic()
@@ -540,6 +552,7 @@ class Benchmark:
             "storm_deliveries": len(storm),
             "storm_attempts_per_s": round(storm_rate, 1),
             "storm_open_events": stats["events_open"],
+            "circuits_open": stats.get("circuits_open", 0),
             "lost": lost,
             "unloaded": unloaded,
             "storm": loaded,
@@ -815,6 +828,12 @@ def parse(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line on stdout")
     parser.add_argument("--workers", type=int, default=64, help="the operator's event workers (default 64)")
     parser.add_argument(
+        "--circuit-after-failures",
+        type=int,
+        metavar="N",
+        help="the operator's --circuit-after-failures (0: no circuit, every retry is sent)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         help="pyinstrument profile of the operator during the sustained phase (text; FILE.html)",
@@ -831,6 +850,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         json_only=args.json_only,
         kubeconfig=args.kubeconfig,
         workers=args.workers,
+        circuit_after_failures=args.circuit_after_failures,
         profile=args.profile,
         keep_logs=args.logs,
         phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from webhook_operator import __version__
 from webhook_operator.config import ALLOW_CIDRS_ENV, OperatorConfig, allowed_cidrs
+from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressConfigError, EgressPolicy
 from webhook_operator.domain.health import DisableRules
 
@@ -63,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="disable an endpoint that has failed for this long without a success (default 24 h)",
     )
+    run.add_argument(
+        "--circuit-after-failures",
+        type=int,
+        default=DEFAULT_THRESHOLD,
+        metavar="N",
+        help=(
+            "after N transient failures in a row, hold an endpoint's deliveries and send one probe "
+            f"at a time until one succeeds (default {DEFAULT_THRESHOLD}; 0: never)"
+        ),
+    )
     run.add_argument("--workers", type=int, default=64, help="events reconciled concurrently (default 64)")
 
     demo = commands.add_parser("demo", help="the whole flow on this machine, no cluster needed")
@@ -94,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         event_workers=max(1, args.workers),
         default_ttl_seconds=args.event_ttl,
         disable_rules=DisableRules(args.disable_after_failures, args.disable_after_seconds),
+        circuit_threshold=max(0, args.circuit_after_failures),
     )
 
 

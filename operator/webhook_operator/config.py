@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import kopf
 
+from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressPolicy
 from webhook_operator.domain.health import DisableRules
 from webhook_operator.domain.specs import DEFAULT_MAX_DATA_BYTES
@@ -28,6 +29,7 @@ class OperatorConfig:
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
     max_deliveries_per_event: int = 1000
     disable_rules: DisableRules = DisableRules()
+    circuit_threshold: int = DEFAULT_THRESHOLD  # transient failures in a row that open a circuit; 0: never
     health_flush_seconds: float = 5.0
     in_flight_report_seconds: float = 2.0  # attempts running longer show as InFlight in status
     slot_wait_seconds: float = 0.5  # how long a delivery waits for a maxInFlight slot before deferring

@@ -65,6 +65,12 @@ class Metrics:
             ("ready", "reason"),
             registry=self.registry,
         )
+        self.circuits_open = Gauge(
+            "webhook_circuit_open",
+            "1 while the subscription's circuit is open: its deliveries wait for a probe to succeed.",
+            labels,
+            registry=self.registry,
+        )
         self.api_writes = Counter(
             "webhook_operator_api_writes_total",
             "Writes the operator sent to the Kubernetes API, by kind.",

@@ -16,6 +16,7 @@ import aiohttp.web
 import kopf
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.engine.circuits import Circuits
 from webhook_operator.engine.event_reconciler import EventReconciler
 from webhook_operator.engine.event_watch import EventWatch
 from webhook_operator.engine.events import EventKey, EventStore
@@ -58,6 +59,12 @@ class Engine:
             queue=self.subscription_queue,
             on_unblocked=self._subscription_unblocked,
         )
+        self.circuits = Circuits(
+            config.circuit_threshold,
+            metrics=self.metrics,
+            waiting=lambda sub: self.event_reconciler.waiting(sub),
+            wake=self.event_queue.add,
+        )
         self.event_reconciler = EventReconciler(
             config,
             kube=self.kube,
@@ -69,6 +76,7 @@ class Engine:
             metrics=self.metrics,
             recorder=self.recorder,
             queue=self.event_queue,
+            circuits=self.circuits,
             on_health_change=self.subscription_reconciler.health_changed,
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,6 +112,7 @@ class Engine:
     def subscription_changed(self, key: SubKey, *, deleted: bool) -> None:
         if deleted:
             self.limiter.forget(key)
+            self.circuits.forget(key)
         self.subscription_queue.add(key)
 
     def event_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -124,6 +133,7 @@ class Engine:
             "queued": len(self.event_queue),
             "scheduled": self.event_queue.scheduled,
             "in_flight": self.limiter.in_flight,
+            "circuits_open": self.circuits.open_count,
         }
 
     # -- lifetime --------------------------------------------------------------------------------
@@ -163,6 +173,7 @@ class Engine:
             await self._watch.stop()
         self.event_queue.close()
         self.subscription_queue.close()
+        self.circuits.close_all()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_grace_seconds)
             for task in pending:

@@ -20,13 +20,14 @@ async def test_fresh_events_keep_their_latency_while_retries_wait_for_broken_end
     the stand-in and the receivers, and the latency would measure their CPU contention."""
 
     async def start():
-        # Not disabled by its streak of failures here (1000 in a row by default): the point is latency.
-        operator_process.args += ("--disable-after-failures", "1000000")
+        # Not disabled by its streak of failures here (1000 in a row by default), and no circuit:
+        # every retry is sent. The point is latency under the heaviest retry load.
+        operator_process.args += ("--disable-after-failures", "1000000", "--circuit-after-failures", "0")
         await operator_process.start()
         return operator_process
 
     report = await head_of_line_scenario(
-        "receivers: head-of-line, 200 retrying + 30 hanging",
+        "receivers: head-of-line, 200 retrying + 30 hanging, no circuit",
         cluster=cluster,
         standin=standin,
         receiver=receiver,
@@ -44,7 +45,8 @@ async def test_the_engine_lets_go_of_every_event_once_a_retry_storm_is_over(
     standin, cluster, receiver, threaded_operator
 ):
     """In a thread, where the engine's stores can be looked at: queue, schedule, in-flight slots,
-    waiting and pending maps all back to zero (finished events keep only a small tombstone)."""
+    waiting and pending maps, open circuits all back to zero (finished events keep only a small
+    tombstone). With the default circuit: the broken endpoints' deliveries are held, then drain."""
     report = await head_of_line_scenario(
         "receivers: storm in-thread, engine memory",
         cluster=cluster,

@@ -41,6 +41,10 @@ class Receiver:
     def script(self, path: str, answers: Iterable[Answer]) -> None:
         self._scripts[path].extend(answers)
 
+    def unscript(self, path: str) -> None:
+        """Forget the answers still scripted for `path`: from now on it answers 200."""
+        self._scripts.pop(path, None)
+
     def hang(self, path: str) -> None:
         self._hanging.add(path)
 

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from webhook_operator.domain.event_status import Summary, problem_summary, rende
 from webhook_operator.domain.outcomes import AttemptResult, Verdict
 from webhook_operator.domain.specs import EventSpec, SpecProblem, SubscriptionSpec, parse_event_spec
 from webhook_operator.domain.wire import EventEnvelope, build_request, encode_body
+from webhook_operator.engine.circuits import Circuits
 from webhook_operator.engine.events import EventKey, EventStore, Finished
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
 from webhook_operator.engine.limiter import InFlightLimiter
@@ -75,6 +76,7 @@ class EventReconciler:
         metrics: Metrics,
         recorder: EventRecorder,
         queue: WorkQueue[EventKey],
+        circuits: Circuits,
         on_health_change: Callable[[SubKey], None],
     ) -> None:
         self._config = config
@@ -87,6 +89,7 @@ class EventReconciler:
         self._metrics = metrics
         self._recorder = recorder
         self._queue = queue
+        self._circuits = circuits
         self._on_health_change = on_health_change
         self._waiting: dict[SubKey, set[EventKey]] = {}
         self._waiting_on: dict[EventKey, set[SubKey]] = {}
@@ -94,6 +97,10 @@ class EventReconciler:
         # Outcomes of attempts whose status write failed for good: recorded, not repeated, next time.
         self._unwritten: dict[EventKey, dict[str, _Outcome]] = {}
         self.accepting = True  # False during shutdown: no new attempts start
+
+    def waiting(self, sub: SubKey) -> Collection[EventKey]:
+        """The events with an open delivery to this subscription."""
+        return self._waiting.get(sub, ())
 
     def wake_waiting(self, sub: SubKey) -> None:
         """A subscription changed: the events whose deliveries wait on it get another look."""
@@ -111,6 +118,8 @@ class EventReconciler:
                 error=str(error),
             )
             self._queue.add_after(key, 5.0)
+        finally:
+            self._circuits.reconciled(key)
 
     async def _reconcile(self, key: EventKey) -> None:
         finished = self._events.finished(key)
@@ -148,7 +157,7 @@ class EventReconciler:
         assert isinstance(status, Mapping)
         redelivered = status.get("redelivered")
         states = await self._states(body, spec)
-        targets = {name: state.target for name, state in states.items()}
+        targets = self._targets(body, states)
         deliveries = _deliveries(body)
         if deliveries is None:
             deliveries = match_targets(spec, targets.values())
@@ -167,8 +176,14 @@ class EventReconciler:
             deliveries = redeliver_failed(deliveries)
             redelivered = requested
             states = await self._states(body, spec, deliveries)
-            targets = {name: state.target for name, state in states.items()}
+            targets = self._targets(body, states)
         return targets, deliveries, redelivered
+
+    def _targets(self, body: Mapping[str, Any], states: Mapping[str, SubscriptionState]) -> dict[str, Target]:
+        """The subscriptions as the planner sees them, blocked where an endpoint's circuit is open."""
+        key = (_meta(body, "namespace"), _meta(body, "name"))
+        targets = {name: state.target for name, state in states.items()}
+        return self._circuits.gate(key, targets, {name: s.record.generation for name, s in states.items()})
 
     async def _states(
         self, body: Mapping[str, Any], spec: EventSpec, deliveries: tuple[Delivery, ...] | None = None
@@ -218,11 +233,17 @@ class EventReconciler:
             if sub.format not in bodies:
                 bodies[sub.format] = encode_body(envelope, sub.format)
             before = deliveries[name].attempts
+            if not self._circuits.allows(record.key, key):
+                return None  # opened since the plan: the delivery waits, as the next plan says
             if not await self._limiter.acquire(
                 record.key, sub.max_in_flight, wait=self._config.slot_wait_seconds
             ):
                 return name, _Outcome(before, None, utcnow(), 0.0)
+            if not self._circuits.allows(record.key, key):
+                self._limiter.release(record.key, sub.max_in_flight)
+                return None
             self._metrics.in_flight.inc()
+            self._circuits.sending(record.key, key)
             try:
                 request = build_request(
                     envelope,
@@ -447,6 +468,15 @@ class EventReconciler:
                 egress_refusal=outcome.result.error if outcome.result.egress_refused else None,
             )
             self._on_health_change(sub)
+            if record is not None and isinstance(record.spec, SubscriptionSpec):
+                self._circuits.record(
+                    sub,
+                    key,
+                    outcome.result.verdict,
+                    policy=record.spec.retry,
+                    generation=record.generation,
+                    at=outcome.at,
+                )
             if delivery.state is State.SUCCEEDED:
                 self._metrics.deliveries.labels(*sub, "succeeded").inc()
                 if delivery.attempts > 1:  # first-time successes are the norm, not a story to tell
