@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.cookiejar
 import socket
 import ssl
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -95,6 +97,17 @@ class EgressResolver(aiohttp.abc.AbstractResolver):
         await self._inner.close()
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """Keep no cookies: one receiver's Set-Cookie must never ride along to the next request, and
+    httpx's cookie bookkeeping was a twentieth of the operator's CPU per delivery."""
+
+    def add_cookie_header(self, request: urllib.request.Request) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: urllib.request.Request) -> None:
+        return None
+
+
 class _AiohttpTransport(httpx.AsyncBaseTransport):
     """httpx on an aiohttp session: per-request SSL context, no redirects, no decompression."""
 
@@ -160,7 +173,10 @@ class Sender:
         )
         session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
         self._client = httpx.AsyncClient(
-            transport=_AiohttpTransport(session), follow_redirects=False, trust_env=False
+            transport=_AiohttpTransport(session),
+            follow_redirects=False,
+            trust_env=False,
+            cookies=_NoCookies(),
         )
         self._default_tls = ssl.create_default_context(cafile=certifi.where())
         self._tls_contexts: OrderedDict[str, ssl.SSLContext] = OrderedDict()

@@ -325,3 +325,16 @@ async def test_proxy_variables_cannot_route_deliveries_around_the_check(receiver
         assert result.verdict is Verdict.SUCCESS
         assert len(receiver.at("/direct")) == 1
         assert proxy.requests == []
+
+
+async def test_a_cookie_set_by_one_receiver_is_never_sent_on_a_later_request(receiver):
+    receiver.script("/first", [(200, {"Set-Cookie": "session=abc; Path=/"})])
+    sender = Sender(EgressPolicy.from_cidrs(["127.0.0.0/8"]))
+    try:
+        for path in ("/first", "/second"):
+            request = OutgoingRequest(receiver.endpoint(path), (("Content-Type", "application/json"),), b"{}")
+            await sender.send(request, timeout=5)
+    finally:
+        await sender.aclose()
+    [second] = receiver.at("/second")
+    assert "Cookie" not in second.headers

@@ -7,6 +7,7 @@ bring them in, and a bad spec must become a clear condition, never a crash.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import urllib.parse
@@ -74,8 +75,8 @@ class SubscriptionSpec:
     ca_bundle: SecretKeyRef | None = None
     client_cert_secret: str | None = None
 
-    @property
-    def secret_names(self) -> frozenset[str]:
+    @functools.cached_property
+    def secret_names(self) -> frozenset[str]:  # read on every delivery: computed once
         names = {
             self.signing_secret,
             self.client_cert_secret,

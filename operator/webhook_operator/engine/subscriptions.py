@@ -27,6 +27,7 @@ from webhook_operator.kube import KubeClient, KubeError, resource_path
 from webhook_operator.sender import Sender, TLSMaterial, TLSMaterialError
 
 REENABLE_ANNOTATION = "webhooks.openplatform.dev/reenable"
+_EGRESS_CACHE_SIZE = 100_000  # URLs; cleared when full (one entry per subscription in practice)
 _CATCH_UP_STALL_SECONDS = 2.0  # give up waiting for listed subscriptions after this long without progress
 _CATCH_UP_MAX_SECONDS = 60.0  # and after this long in all (a restart indexing many thousands)
 
@@ -115,6 +116,7 @@ class SubscriptionRegistry:
         self._synced: dict[str, int] = {}  # namespace -> resourceVersion of its last consistent LIST
         self._sync_locks: dict[str, asyncio.Lock] = {}
         self._kube: KubeClient | None = None
+        self._egress_by_url: dict[str, str | None] = {}
 
     def bind(self, index: SubscriptionIndex, kube: KubeClient | None = None) -> None:
         self._index = index
@@ -271,9 +273,14 @@ class SubscriptionRegistry:
         return _Material(keys, tls, None)
 
     def _static_egress_problem(self, spec: SubscriptionSpec) -> str | None:
-        literal = parse_ip_literal(urllib.parse.urlsplit(spec.url).hostname or "")
-        refusal = self._policy.check(literal) if literal is not None else None
-        return refusal.message if refusal is not None else None
+        # Read on every delivery; the answer depends only on the URL (the policy is fixed).
+        if spec.url not in self._egress_by_url:
+            if len(self._egress_by_url) >= _EGRESS_CACHE_SIZE:
+                self._egress_by_url.clear()
+            literal = parse_ip_literal(urllib.parse.urlsplit(spec.url).hostname or "")
+            refusal = self._policy.check(literal) if literal is not None else None
+            self._egress_by_url[spec.url] = refusal.message if refusal is not None else None
+        return self._egress_by_url[spec.url]
 
 
 def _signing_keys(secret_name: str, values: Mapping[str, bytes]) -> tuple[SigningKey, ...]:
