@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -424,6 +425,7 @@ class Benchmark:
         writes_before = await self.cluster.write_counts()
         rx_before = await self.rx_count("/sink")
         cpu_before = {name: helper.cpu_seconds() for name, helper in self.helpers.items()}
+        cpu_before["producer"] = own_cpu_seconds()
         recording = None
         if self.s.profile and profiles.py_spy() and self.operator is not None:
             recording = profiles.Recording(self.operator.pid, self.s.profile)
@@ -444,6 +446,7 @@ class Benchmark:
                 pass
             log(f"pyinstrument profile of the operator in {self.s.profile} (and .html, .pyisession)")
         cpu = {name: helper.cpu_seconds() - cpu_before[name] for name, helper in self.helpers.items()}
+        cpu["producer"] = own_cpu_seconds() - cpu_before["producer"]
         writes_after = await self.cluster.write_counts()
         received = len(arrivals)
         throughput = received / (last - started)
@@ -478,6 +481,14 @@ class Benchmark:
             helper_cpu_s_per_1000={name: round(v / max(1, received) * 1000, 3) for name, v in cpu.items()},
             sink_requests=await self.rx_count("/sink") - rx_before,
         )
+        if "standin" in cpu:
+            # The machine's own ceiling: every process of the run is on its cores, so no design can
+            # deliver more events per second than cores / (CPU seconds all of them spend per event).
+            per_event = sum(cpu.values()) / max(1, received)
+            cores = os.cpu_count() or 1
+            self.results["L_cpu"] = round(cores / per_event, 1)
+            self.results["throughput_over_L_cpu"] = round(throughput / self.results["L_cpu"], 3)
+            self.results["operator_cpu_share"] = round(cpu["operator"] / sum(cpu.values()), 3)
         log(
             f"sustained: {received}/{n} received, {throughput:.0f} events/s "
             f"({self.results['throughput_over_L_api']:.2f} x L_api), latency {self.results['latency_full']}, "
@@ -685,6 +696,11 @@ def judge(results: dict[str, Any]) -> dict[str, Any]:
     return verdicts
 
 
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def table(results: dict[str, Any]) -> str:
     rows = [
         ("L_create (creates/s, 32 concurrent)", results.get("L_create"), ""),
@@ -718,6 +734,13 @@ def table(results: dict[str, Any]) -> str:
         ),
         ("fan-out: last receipt (s)", results.get("fanout_last_receipt_s"), ""),
         ("operator CPU s per 1,000 deliveries", results.get("operator_cpu_s_per_1000"), ""),
+        (
+            "CPU s per 1,000 events, every process",
+            " ".join(f"{k} {v}" for k, v in (results.get("helper_cpu_s_per_1000") or {}).items()),
+            "",
+        ),
+        ("L_cpu = cores / CPU s per event, all processes", results.get("L_cpu"), "the machine's ceiling"),
+        ("throughput / L_cpu", results.get("throughput_over_L_cpu"), ""),
         ("operator's own API writes per event", results.get("operator_writes_per_event"), ""),
         ("peak RSS under load (MB)", results.get("peak_rss_mb"), ""),
         ("events lost (all phases)", results.get("lost"), ""),
