@@ -141,18 +141,21 @@ SCENARIOS: dict[str, Callable[[Parts, float], Awaitable[Report]]] = {
     # The latency, against the operator as its own process: in a thread it shares one interpreter
     # with the stand-in and the receivers, and measures their CPU contention more than its queue.
     "receivers-hol": lambda p, s: scenarios.head_of_line_scenario(
-        f"receivers: head-of-line (process), {n(1000, s)} + {n(100, s)}",
+        f"receivers: head-of-line (process, no circuit), {n(1000, s)} + {n(100, s)}",
         cluster=p.cluster,
         standin=p.standin,
         receiver=p.receiver,
-        start_operator=lambda: started(p.process, "--disable-after-failures", "1000000"),
+        start_operator=lambda: started(
+            p.process, "--disable-after-failures", "1000000", "--circuit-after-failures", "0"
+        ),
         retrying=n(1000, s),
         hanging=n(100, s),
         fresh=30,
         fresh_rate=10,
         latency_bound=1.0,
     ),
-    # The engine's memory, in a thread (where the engine can be looked at): same storm.
+    # The engine's memory, in a thread (where the engine can be looked at): same storm, with the
+    # default circuit (the broken endpoints' deliveries wait for probes).
     "receivers-memory": lambda p, s: scenarios.head_of_line_scenario(
         f"receivers: storm in-thread, memory, {n(1000, s)} + {n(100, s)}",
         cluster=p.cluster,

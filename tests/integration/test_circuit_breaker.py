@@ -88,3 +88,25 @@ async def test_without_a_circuit_every_due_retry_is_sent(standin, receiver):
         assert len(receiver.at("/down")) > 2 * EVENTS  # the first attempts and their retries
     finally:
         await running.stop()
+
+
+async def test_a_held_delivery_fails_when_its_retry_policy_would_have_run_out(
+    standin, receiver, operator_with_circuit
+):
+    receiver.script("/down", [503] * 10_000)
+    retry = {"initialDelaySeconds": 1, "maxDelaySeconds": 1, "maxAttempts": 3}
+    await create_subscription(
+        standin, "down", {"url": receiver.endpoint("/down"), "maxInFlight": 1, "retry": retry}
+    )
+    await wait_condition(standin, "webhooksubscriptions", "down", "Ready", "True")
+    for i in range(EVENTS):
+        await create_event(standin, f"e{i:02d}", {"type": "order.created", "data": {"n": i}})
+    entries = []
+    for i in range(EVENTS):
+        event = await wait_condition(standin, "webhookevents", f"e{i:02d}", "Failed", "True", timeout=15)
+        entries.append(event["status"]["deliveries"][0])
+    reasons = {entry["reason"] for entry in entries}
+    assert "EndpointFailing" in reasons
+    assert reasons <= {"EndpointFailing", "AttemptsExhausted"}
+    assert all(entry["attempts"] <= 3 for entry in entries)
+    assert sum(entry["attempts"] for entry in entries) == len(receiver.at("/down"))

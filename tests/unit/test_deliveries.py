@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -195,6 +196,40 @@ def test_an_unblocked_pending_delivery_loses_its_waiting_reason_and_is_due() -> 
     plan = plan_attempts([Delivery("s", reason="Paused")], {"s": target("s")}, NOW)
     assert plan.due == ("s",)
     assert plan.deliveries == (Delivery("s"),)
+
+
+FAILING = Blocker("EndpointFailing", "the endpoint failed 10 attempts in a row", gives_up=True)
+
+
+def held(name: str) -> Target:
+    spec = SubscriptionSpec(url=f"https://{name}.example/", event_types=("*",), retry=POLICY)
+    return Target(name, spec, FAILING)
+
+
+def test_a_delivery_held_by_an_open_circuit_waits_without_spending_an_attempt() -> None:
+    retrying = Delivery("s", State.RETRYING, attempts=1, next_attempt_time=later(-5))
+    plan = plan_attempts([retrying], {"s": held("s")}, NOW)
+    assert plan.due == ()
+    assert plan.deliveries == (replace(retrying, reason="EndpointFailing"),)
+
+
+def test_a_held_delivery_gives_up_when_its_remaining_attempts_would_have_run_out() -> None:
+    # Due at -5 s for attempt 2 of 3; attempt 3 would have come 20 s later: it fails at +15 s.
+    retrying = Delivery("s", State.RETRYING, attempts=1, next_attempt_time=later(-5))
+    assert next_wake([retrying], {"s": held("s")}, NOW) == later(15)
+    [still] = plan_attempts([retrying], {"s": held("s")}, later(14.9)).deliveries
+    assert still.state is State.RETRYING
+    [given_up] = plan_attempts([retrying], {"s": held("s")}, later(15)).deliveries
+    assert (given_up.state, given_up.reason, given_up.attempts) == (State.FAILED, "EndpointFailing", 1)
+    assert given_up.last_error is not None
+    assert "10 attempts in a row" in given_up.last_error
+    assert given_up.next_attempt_time is None
+
+
+def test_a_never_tried_held_delivery_counts_its_wait_from_when_it_was_first_held() -> None:
+    [first] = plan_attempts([Delivery("s")], {"s": held("s")}, NOW).deliveries
+    assert (first.state, first.next_attempt_time) == (State.PENDING, NOW)
+    assert next_wake([first], {"s": held("s")}, later(1)) == later(30)  # attempts 1-3: 0, 10, 20 s
 
 
 def test_defer_postpones_without_spending_an_attempt() -> None:

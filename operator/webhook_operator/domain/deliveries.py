@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from webhook_operator.domain.backoff import RetryPolicy, next_delay
+from webhook_operator.domain.backoff import RetryPolicy, next_delay, retry_delay
 from webhook_operator.domain.clock import format_time, parse_time
 from webhook_operator.domain.matching import type_matches
 from webhook_operator.domain.outcomes import AttemptResult, Verdict
@@ -92,6 +92,9 @@ class Blocker:
 
     reason: str
     message: str
+    # True: a delivery waits only as long as its retry policy would have kept it trying (the
+    # open circuit: the endpoint is down, not the subscription); then it fails with this reason.
+    gives_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ def plan_attempts(deliveries: Iterable[Delivery], targets: Mapping[str, Target],
             )
             continue
         if target.blocker is not None:
-            planned.append(replace(delivery, reason=target.blocker.reason))
+            planned.append(_blocked(delivery, target.blocker, target.spec, now))
             continue
         if delivery.reason is not None and delivery.state is State.PENDING:
             delivery = replace(delivery, reason=None)
@@ -151,6 +154,31 @@ def plan_attempts(deliveries: Iterable[Delivery], targets: Mapping[str, Target],
         if delivery.next_attempt_time is None or delivery.next_attempt_time <= now:
             due.append(delivery.subscription)
     return Plan(deliveries=tuple(planned), due=tuple(due))
+
+
+def _blocked(
+    delivery: Delivery, blocker: Blocker, spec: SubscriptionSpec | None, now: dt.datetime
+) -> Delivery:
+    if not blocker.gives_up or spec is None:
+        return replace(delivery, reason=blocker.reason)
+    # The time the next attempt was due anchors the deadline (a delivery never tried: now).
+    due = delivery.next_attempt_time or now
+    if give_up_time(delivery, spec.retry, due) > now:
+        return replace(delivery, reason=blocker.reason, next_attempt_time=due)
+    return replace(
+        delivery,
+        state=State.FAILED,
+        reason=blocker.reason,
+        last_error=_short(f"its retry policy ran out while it waited: {blocker.message}"),
+        next_attempt_time=None,
+    )
+
+
+def give_up_time(delivery: Delivery, policy: RetryPolicy, due: dt.datetime) -> dt.datetime:
+    """When the delivery would have failed for good had every remaining attempt failed: its
+    next attempt at `due`, then the policy's backoff (nominal, no jitter) between the rest."""
+    waits = sum(retry_delay(policy, n, 0.5) for n in range(delivery.attempts + 1, policy.max_attempts))
+    return due + dt.timedelta(seconds=waits)
 
 
 def apply_result(
@@ -207,14 +235,17 @@ def redeliver_failed(deliveries: Iterable[Delivery]) -> tuple[Delivery, ...]:
 def next_wake(
     deliveries: Iterable[Delivery], targets: Mapping[str, Target], now: dt.datetime
 ) -> dt.datetime | None:
-    """The earliest attempt due among deliveries that are not blocked (`now` for one due at once)."""
-    times = [
-        delivery.next_attempt_time or now
-        for delivery in deliveries
-        if delivery.is_open
-        and (target := targets.get(delivery.subscription)) is not None
-        and target.blocker is None
-    ]
+    """The earliest attempt due among deliveries that are not blocked (`now` for one due at once),
+    or the time a blocked one that gives up would fail."""
+    times = []
+    for delivery in deliveries:
+        target = targets.get(delivery.subscription)
+        if not delivery.is_open or target is None:
+            continue
+        if target.blocker is None:
+            times.append(delivery.next_attempt_time or now)
+        elif target.blocker.gives_up and target.spec is not None:
+            times.append(give_up_time(delivery, target.spec.retry, delivery.next_attempt_time or now))
     return min(times) if times else None
 
 

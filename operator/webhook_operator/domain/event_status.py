@@ -14,7 +14,14 @@ from webhook_operator.domain.specs import SpecProblem
 
 DELIVERED = "Delivered"
 FAILED = "Failed"
-_FAILURE_REASONS = ("AttemptsExhausted", "PermanentError", "Gone", "EgressDenied", "SubscriptionDeleted")
+_FAILURE_REASONS = (
+    "AttemptsExhausted",
+    "PermanentError",
+    "Gone",
+    "EgressDenied",
+    "SubscriptionDeleted",
+    "EndpointFailing",
+)
 
 
 @dataclass(frozen=True)

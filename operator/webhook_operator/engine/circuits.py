@@ -74,7 +74,7 @@ class Circuits:
             if holder == key or (holder is None and circuit.probe_due(now)):
                 self._token[sub] = key
                 continue
-            gated[name] = replace(target, blocker=Blocker(FAILING, failing_message(circuit)))
+            gated[name] = replace(target, blocker=Blocker(FAILING, failing_message(circuit), gives_up=True))
         return gated
 
     def allows(self, sub: SubKey, key: EventKey) -> bool:
