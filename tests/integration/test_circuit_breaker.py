@@ -96,7 +96,9 @@ async def test_a_held_delivery_fails_when_its_retry_policy_would_have_run_out(
     receiver.script("/down", [503] * 10_000)
     retry = {"initialDelaySeconds": 1, "maxDelaySeconds": 1, "maxAttempts": 3}
     await create_subscription(
-        standin, "down", {"url": receiver.endpoint("/down"), "maxInFlight": 1, "retry": retry}
+        standin,
+        "down",
+        {"url": receiver.endpoint("/down"), "maxInFlight": 1, "timeoutSeconds": 1, "retry": retry},
     )
     await wait_condition(standin, "webhooksubscriptions", "down", "Ready", "True")
     for i in range(EVENTS):

@@ -202,7 +202,7 @@ FAILING = Blocker("EndpointFailing", "the endpoint failed 10 attempts in a row",
 
 
 def held(name: str) -> Target:
-    spec = SubscriptionSpec(url=f"https://{name}.example/", event_types=("*",), retry=POLICY)
+    spec = SubscriptionSpec(url=f"https://{name}.example/", event_types=("*",), retry=POLICY, timeout=2.0)
     return Target(name, spec, FAILING)
 
 
@@ -214,12 +214,13 @@ def test_a_delivery_held_by_an_open_circuit_waits_without_spending_an_attempt() 
 
 
 def test_a_held_delivery_gives_up_when_its_remaining_attempts_would_have_run_out() -> None:
-    # Due at -5 s for attempt 2 of 3; attempt 3 would have come 20 s later: it fails at +15 s.
+    # Due at -5 s for attempt 2 of 3; attempt 3 would have come at most 2 s (its timeout) + 20 s
+    # (the backoff) later: it fails at +17 s.
     retrying = Delivery("s", State.RETRYING, attempts=1, next_attempt_time=later(-5))
-    assert next_wake([retrying], {"s": held("s")}, NOW) == later(15)
-    [still] = plan_attempts([retrying], {"s": held("s")}, later(14.9)).deliveries
+    assert next_wake([retrying], {"s": held("s")}, NOW) == later(17)
+    [still] = plan_attempts([retrying], {"s": held("s")}, later(16.9)).deliveries
     assert still.state is State.RETRYING
-    [given_up] = plan_attempts([retrying], {"s": held("s")}, later(15)).deliveries
+    [given_up] = plan_attempts([retrying], {"s": held("s")}, later(17)).deliveries
     assert (given_up.state, given_up.reason, given_up.attempts) == (State.FAILED, "EndpointFailing", 1)
     assert given_up.last_error is not None
     assert "10 attempts in a row" in given_up.last_error
@@ -229,7 +230,8 @@ def test_a_held_delivery_gives_up_when_its_remaining_attempts_would_have_run_out
 def test_a_never_tried_held_delivery_counts_its_wait_from_when_it_was_first_held() -> None:
     [first] = plan_attempts([Delivery("s")], {"s": held("s")}, NOW).deliveries
     assert (first.state, first.next_attempt_time) == (State.PENDING, NOW)
-    assert next_wake([first], {"s": held("s")}, later(1)) == later(30)  # attempts 1-3: 0, 10, 20 s
+    # attempts 1-3 at most at 0, 2 + 10, 2 + 20 s
+    assert next_wake([first], {"s": held("s")}, later(1)) == later(34)
 
 
 def test_defer_postpones_without_spending_an_attempt() -> None:

@@ -118,6 +118,17 @@ async def test_forget_drops_a_delayed_schedule(queue: WorkQueue[str], clock: Fak
     assert await nothing_ready(queue)
 
 
+async def test_forgotten_schedules_do_not_pile_up_in_memory(queue: WorkQueue[str], clock: FakeClock) -> None:
+    for i in range(10_000):
+        queue.add_after(f"k{i}", 3600)
+        queue.forget(f"k{i}")
+    queue.add_after("live", 5)
+    assert queue.scheduled == 1
+    assert len(queue._delayed) < 200  # the heap is rebuilt once leftovers outnumber live ones
+    clock.now += 5
+    assert await get_now(queue) == "live"
+
+
 async def test_a_waiting_worker_wakes_when_a_delay_expires_in_real_time() -> None:
     queue: WorkQueue[str] = WorkQueue()
     waiting = asyncio.create_task(queue.get())

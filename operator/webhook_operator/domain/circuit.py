@@ -4,8 +4,9 @@ Without it, an endpoint that is down gets every due retry of every event as its 
 1,000 events retrying cost 1,000 requests and 1,000 status writes per backoff round, and the
 CPU they take delays deliveries to healthy endpoints (docs/performance.md, head-of-line).
 With it, after `threshold` transient failures in a row the circuit opens: the endpoint's
-deliveries wait (reason `EndpointFailing`, their attempts unspent) and one of them is sent as a
-probe when the circuit's own backoff has passed. A probe that succeeds closes the circuit and
+deliveries wait (reason `EndpointFailing`, their attempts unspent; one fails when its remaining
+attempts would have run out, see `deliveries.give_up_time`) and one of them is sent as a probe
+when the circuit's own backoff has passed. A probe that succeeds closes the circuit and
 the waiting deliveries go out (within `maxInFlight`); one that fails doubles the wait, up to the
 subscription's `retry.maxDelaySeconds`. A permanent answer (4xx) says nothing about the
 endpoint being down and does not count.

@@ -163,7 +163,7 @@ def _blocked(
         return replace(delivery, reason=blocker.reason)
     # The time the next attempt was due anchors the deadline (a delivery never tried: now).
     due = delivery.next_attempt_time or now
-    if give_up_time(delivery, spec.retry, due) > now:
+    if give_up_time(delivery, spec, due) > now:
         return replace(delivery, reason=blocker.reason, next_attempt_time=due)
     return replace(
         delivery,
@@ -174,10 +174,14 @@ def _blocked(
     )
 
 
-def give_up_time(delivery: Delivery, policy: RetryPolicy, due: dt.datetime) -> dt.datetime:
-    """When the delivery would have failed for good had every remaining attempt failed: its
-    next attempt at `due`, then the policy's backoff (nominal, no jitter) between the rest."""
-    waits = sum(retry_delay(policy, n, 0.5) for n in range(delivery.attempts + 1, policy.max_attempts))
+def give_up_time(delivery: Delivery, spec: SubscriptionSpec, due: dt.datetime) -> dt.datetime:
+    """The latest a delivery would have failed for good had every remaining attempt failed: its
+    next attempt at `due`, then for each further one the policy's backoff (nominal, no jitter)
+    and a full `timeoutSeconds` for the attempt before it. Generous on purpose: a held delivery
+    must not fail earlier than its own retries could have."""
+    policy = spec.retry
+    later_attempts = range(delivery.attempts + 1, policy.max_attempts)
+    waits = sum(retry_delay(policy, n, 0.5) + spec.timeout for n in later_attempts)
     return due + dt.timedelta(seconds=waits)
 
 
@@ -245,7 +249,7 @@ def next_wake(
         if target.blocker is None:
             times.append(delivery.next_attempt_time or now)
         elif target.blocker.gives_up and target.spec is not None:
-            times.append(give_up_time(delivery, target.spec.retry, delivery.next_attempt_time or now))
+            times.append(give_up_time(delivery, target.spec, delivery.next_attempt_time or now))
     return min(times) if times else None
 
 

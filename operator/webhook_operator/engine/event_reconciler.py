@@ -527,6 +527,7 @@ class EventReconciler:
             completed = parse_time(status.get("completionTime")) or utcnow()
             delete_at = completed + dt.timedelta(seconds=ttl) if ttl is not None else None
             self._events.finish(key, Finished(_meta(body, "uid"), _meta(body, "resourceVersion"), delete_at))
+            self._queue.forget(key)  # a retry or give-up time still scheduled is moot now
             if delete_at is not None:
                 self._queue.add_after(key, (delete_at - utcnow()).total_seconds())
             return

@@ -76,13 +76,26 @@ class WorkQueue(Generic[K]):
         due = self._clock() + delay
         if self._due_at.get(key, float("inf")) <= due:
             return  # an earlier (or equal) schedule already exists
+        superseded = key in self._due_at
         self._due_at[key] = due
         heapq.heappush(self._delayed, (due, next(self._counter), key))
+        if superseded:
+            self._compact()
         self._arm_timer()
 
     def forget(self, key: K) -> None:
-        """Drop a key's delayed schedule (the resource is gone); a queued key still runs once."""
-        self._due_at.pop(key, None)
+        """Drop a key's delayed schedule (the resource is gone or done); a queued key still runs once."""
+        if self._due_at.pop(key, None) is not None:
+            self._compact()
+
+    def _compact(self) -> None:
+        # A dropped or superseded schedule stays in the heap until it comes up; rebuild the heap
+        # when such leftovers outnumber the live schedules, so memory follows the live ones.
+        if not self._due_at:
+            self._delayed.clear()
+        elif len(self._delayed) > 2 * len(self._due_at) + 64:
+            self._delayed = [entry for entry in self._delayed if self._due_at.get(entry[2]) == entry[0]]
+            heapq.heapify(self._delayed)
 
     def close(self) -> None:
         self._closed = True
