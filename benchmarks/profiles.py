@@ -24,6 +24,7 @@ BUCKETS: tuple[tuple[str, str], ...] = (
     ("kopf: per-event processing (causes, diffbase, handlers)", r"\(kopf/_core/reactor/processing\.py"),
     ("kopf: other", r"\(kopf/"),
     ("HTTP delivery (Sender, httpx, aiohttp client)", r"\(webhook_operator/sender\.py"),
+    ("event watch (stream, JSON decoding, store)", r"\(webhook_operator/engine/event_watch\.py"),
     ("status write (KubeClient)", r"\(webhook_operator/kube\.py"),
     ("reconcile logic (plan, match, render status)", r"\(webhook_operator/engine/event_reconciler\.py"),
     ("work queue", r"\(webhook_operator/engine/workqueue\.py"),
