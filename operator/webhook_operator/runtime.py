@@ -16,6 +16,7 @@ import aiohttp.web
 import kopf
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.engine.accounting import Accounting
 from webhook_operator.engine.circuits import Circuits
 from webhook_operator.engine.event_reconciler import EventReconciler
 from webhook_operator.engine.event_watch import EventWatch
@@ -71,13 +72,18 @@ class Engine:
             sender=self.sender,
             events=self.events,
             subscriptions=self.subscriptions,
-            health=self.health,
             limiter=self.limiter,
             metrics=self.metrics,
-            recorder=self.recorder,
             queue=self.event_queue,
             circuits=self.circuits,
-            on_health_change=self.subscription_reconciler.health_changed,
+            accounting=Accounting(
+                subscriptions=self.subscriptions,
+                health=self.health,
+                circuits=self.circuits,
+                metrics=self.metrics,
+                recorder=self.recorder,
+                on_health_change=self.subscription_reconciler.health_changed,
+            ),
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: EventWatch | None = None

@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     condition,
     create_event,
     create_subscription,
+    delete,
     read,
     test_config,
     wait_condition,
@@ -228,3 +229,18 @@ async def test_a_repeat_after_the_window_says_how_many_were_folded_in(standin):
     assert messages == ["endpoint flapped", "endpoint flapped again (2 similar event(s) folded in)"]
     assert len(await kubernetes_events(standin, "Other")) == 1
     assert (recorder.posted, recorder.suppressed) == (3, 2)
+
+
+async def test_a_delivery_ended_by_its_subscriptions_deletion_is_told_as_failed(standin, receiver, operator):
+    receiver.script("/later", [503])
+    await create_subscription(
+        standin, "later", {"url": receiver.endpoint("/later"), "retry": {"initialDelaySeconds": 30}}
+    )
+    await wait_condition(standin, SUBS, "later", "Ready", "True")
+    await create_event(standin, "e1", {"type": "order.created", "data": {}})
+    await wait_condition(standin, EVENTS, "e1", "Delivered", "False", "InProgress")
+    await delete(standin, SUBS, "later")
+    await wait_condition(standin, EVENTS, "e1", "Failed", "True", "SubscriptionDeleted")
+    [told] = [e for e in await settled(standin, "DeliveryFailed") if e["involvedObject"]["name"] == "e1"]
+    assert told["type"] == "Warning"
+    assert "SubscriptionDeleted" in told["message"]

@@ -12,8 +12,8 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
 from webhook_operator.config import OperatorConfig
@@ -32,34 +32,23 @@ from webhook_operator.domain.deliveries import (
     redeliver_failed,
 )
 from webhook_operator.domain.event_status import Summary, problem_summary, render_status, summarize
-from webhook_operator.domain.outcomes import AttemptResult, Verdict
 from webhook_operator.domain.specs import EventSpec, SpecProblem, SubscriptionSpec, parse_event_spec
 from webhook_operator.domain.wire import EventEnvelope, build_request, encode_body
+from webhook_operator.engine.accounting import Accounting, Outcome
 from webhook_operator.engine.circuits import Circuits
-from webhook_operator.engine.events import EventKey, EventStore, Finished
-from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.events import EventKey, EventStore, Finished, meta_field
+from webhook_operator.engine.health_tracker import SubKey
 from webhook_operator.engine.limiter import InFlightLimiter
 from webhook_operator.engine.subscriptions import SubscriptionRegistry, SubscriptionState
 from webhook_operator.engine.workqueue import WorkQueue
 from webhook_operator.kube import ConflictError, KubeClient, KubeError, NotFoundError, resource_path
 from webhook_operator.logs import log
-from webhook_operator.metrics import Metrics, code_class
-from webhook_operator.recorder import EventRecorder, ObjectRef
+from webhook_operator.metrics import Metrics
 from webhook_operator.sender import USER_AGENT, Sender
 
 REDELIVER_ANNOTATION = "webhooks.openplatform.dev/redeliver"
 _WRITE_ATTEMPTS = 5
 _DEFER_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """One attempt's result, with what is needed to apply it again after a write conflict."""
-
-    attempts_before: int
-    result: AttemptResult | None  # None: deferred, no attempt made
-    at: dt.datetime
-    jitter: float
 
 
 class EventReconciler:
@@ -71,31 +60,27 @@ class EventReconciler:
         sender: Sender,
         events: EventStore,
         subscriptions: SubscriptionRegistry,
-        health: HealthTracker,
         limiter: InFlightLimiter,
         metrics: Metrics,
-        recorder: EventRecorder,
         queue: WorkQueue[EventKey],
         circuits: Circuits,
-        on_health_change: Callable[[SubKey], None],
+        accounting: Accounting,
     ) -> None:
         self._config = config
         self._kube = kube
         self._sender = sender
         self._events = events
         self._subscriptions = subscriptions
-        self._health = health
         self._limiter = limiter
         self._metrics = metrics
-        self._recorder = recorder
         self._queue = queue
         self._circuits = circuits
-        self._on_health_change = on_health_change
+        self._accounting = accounting
         self._waiting: dict[SubKey, set[EventKey]] = {}
         self._waiting_on: dict[EventKey, set[SubKey]] = {}
         self._pending: dict[EventKey, int] = {}
         # Outcomes of attempts whose status write failed for good: recorded, not repeated, next time.
-        self._unwritten: dict[EventKey, dict[str, _Outcome]] = {}
+        self._unwritten: dict[EventKey, dict[str, Outcome]] = {}
         self.accepting = True  # False during shutdown: no new attempts start
 
     def waiting(self, sub: SubKey) -> Collection[EventKey]:
@@ -133,7 +118,7 @@ class EventReconciler:
         if not self.accepting:
             return
         spec = parse_event_spec(body.get("spec"), max_data_bytes=self._config.max_data_bytes)
-        outcomes: dict[str, _Outcome] = self._unwritten.pop(key, {})
+        outcomes: dict[str, Outcome] = self._unwritten.pop(key, {})
         try:
             if not isinstance(spec, SpecProblem):
                 targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
@@ -152,7 +137,7 @@ class EventReconciler:
         self, body: Mapping[str, Any], spec: EventSpec
     ) -> tuple[dict[str, Target], tuple[Delivery, ...] | SpecProblem, str | None]:
         """The subscriptions involved, the deliveries (matched on first sight, replayed on request)."""
-        namespace = _meta(body, "namespace")
+        namespace = meta_field(body, "namespace")
         status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
         assert isinstance(status, Mapping)
         redelivered = status.get("redelivered")
@@ -171,7 +156,7 @@ class EventReconciler:
                     ),
                     redelivered,
                 )
-        requested = (_meta(body, "annotations") or {}).get(REDELIVER_ANNOTATION)
+        requested = (meta_field(body, "annotations") or {}).get(REDELIVER_ANNOTATION)
         if requested is not None and requested != redelivered:
             deliveries = redeliver_failed(deliveries)
             redelivered = requested
@@ -181,28 +166,28 @@ class EventReconciler:
 
     def _targets(self, body: Mapping[str, Any], states: Mapping[str, SubscriptionState]) -> dict[str, Target]:
         """The subscriptions as the planner sees them, blocked where an endpoint's circuit is open."""
-        key = (_meta(body, "namespace"), _meta(body, "name"))
+        key = (meta_field(body, "namespace"), meta_field(body, "name"))
         targets = {name: state.target for name, state in states.items()}
         return self._circuits.gate(key, targets, {name: s.record.generation for name, s in states.items()})
 
     async def _states(
         self, body: Mapping[str, Any], spec: EventSpec, deliveries: tuple[Delivery, ...] | None = None
     ) -> dict[str, SubscriptionState]:
-        namespace = _meta(body, "namespace")
+        namespace = meta_field(body, "namespace")
         deliveries = deliveries if deliveries is not None else _deliveries(body)
         if deliveries is None:
-            await self._subscriptions.caught_up(namespace, _meta(body, "resourceVersion"))
+            await self._subscriptions.caught_up(namespace, meta_field(body, "resourceVersion"))
             records = self._subscriptions.in_namespace(namespace)
         else:
             if not self._subscriptions.synced(namespace):  # first sight since a restart
-                await self._subscriptions.caught_up(namespace, _meta(body, "resourceVersion"))
+                await self._subscriptions.caught_up(namespace, meta_field(body, "resourceVersion"))
             names = [d.subscription for d in deliveries if d.is_open]
             records = [r for name in names if (r := self._subscriptions.get((namespace, name))) is not None]
         return {record.name: await self._subscriptions.state(record) for record in records}
 
     async def _attempt(
         self, key: EventKey, body: Mapping[str, Any], spec: EventSpec, plan: Plan, redelivered: str | None
-    ) -> tuple[dict[str, _Outcome], Mapping[str, Any]]:
+    ) -> tuple[dict[str, Outcome], Mapping[str, Any]]:
         """Attempt the due deliveries concurrently; returns their outcomes and the freshest body.
 
         Attempts still running after `in_flight_report_seconds` are shown as InFlight in the status
@@ -212,19 +197,19 @@ class EventReconciler:
         due, deliveries = plan.due, {d.subscription: d for d in plan.deliveries}
         if not due:
             return {}, body
-        namespace = _meta(body, "namespace")
+        namespace = meta_field(body, "namespace")
         envelope = EventEnvelope(
-            uid=_meta(body, "uid"),
+            uid=meta_field(body, "uid"),
             namespace=namespace,
-            name=_meta(body, "name"),
+            name=meta_field(body, "name"),
             type=spec.type,
             data=spec.data,
             source=spec.source,
-            created=parse_time(_meta(body, "creationTimestamp")) or utcnow(),
+            created=parse_time(meta_field(body, "creationTimestamp")) or utcnow(),
         )
         bodies: dict[str, bytes] = {}  # one encoding per format, shared by all subscriptions
 
-        async def one(name: str) -> tuple[str, _Outcome] | None:
+        async def one(name: str) -> tuple[str, Outcome] | None:
             record = self._subscriptions.get((namespace, name))
             if record is None or not isinstance(record.spec, SubscriptionSpec):
                 return None
@@ -238,7 +223,7 @@ class EventReconciler:
             if not await self._limiter.acquire(
                 record.key, sub.max_in_flight, wait=self._config.slot_wait_seconds
             ):
-                return name, _Outcome(before, None, utcnow(), 0.0)
+                return name, Outcome(before, None, utcnow(), 0.0)
             if not self._circuits.allows(record.key, key):
                 self._limiter.release(record.key, sub.max_in_flight)
                 return None
@@ -257,8 +242,8 @@ class EventReconciler:
             finally:
                 self._metrics.in_flight.dec()
                 self._limiter.release(record.key, sub.max_in_flight)
-            self._observe_attempt(envelope, record.key, sub, before + 1, result)
-            return name, _Outcome(before, result, utcnow(), random.random())
+            self._accounting.attempted(envelope, record.key, before + 1, result)
+            return name, Outcome(before, result, utcnow(), random.random())
 
         tasks = {asyncio.ensure_future(one(name)): name for name in due}
         _, running = await asyncio.wait(tasks, timeout=self._config.in_flight_report_seconds)
@@ -282,7 +267,7 @@ class EventReconciler:
             shown,
             summarize(shown),
             now=utcnow(),
-            generation=int(_meta(body, "generation") or 1),
+            generation=int(meta_field(body, "generation") or 1),
             redelivered=redelivered,
         )
         try:
@@ -297,7 +282,11 @@ class EventReconciler:
         fresh = await self._kube.json_patch(
             resource_path("webhookevents", *key, subresource="status"),
             [
-                {"op": "test", "path": "/metadata/resourceVersion", "value": _meta(body, "resourceVersion")},
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": meta_field(body, "resourceVersion"),
+                },
                 {"op": "add", "path": "/status", "value": status},
             ],
         )
@@ -305,45 +294,26 @@ class EventReconciler:
         self._events.replace(key, fresh)
         return fresh
 
-    def _observe_attempt(
-        self, event: EventEnvelope, sub: SubKey, spec: SubscriptionSpec, attempt: int, result: AttemptResult
-    ) -> None:
-        labels = (sub[0], sub[1])
-        self._metrics.attempts.labels(*labels, result.verdict.value, code_class(result.status_code)).inc()
-        self._metrics.attempt_duration.labels(*labels).observe(result.duration)
-        if result.egress_refused:
-            self._metrics.egress_refusals.labels(*labels).inc()
-        log(
-            logging.INFO if result.verdict is Verdict.SUCCESS else logging.WARNING,
-            "delivery attempt",
-            event=f"{event.namespace}/{event.name}",
-            event_id=event.uid,
-            subscription=sub[1],
-            attempt=attempt,
-            outcome=result.verdict.value,
-            status_code=result.status_code,
-            duration_ms=round(result.duration * 1000, 1),
-            error=result.error,
-        )
-
     async def _write(
         self,
         key: EventKey,
         body: Mapping[str, Any],
         spec: EventSpec | SpecProblem,
-        outcomes: Mapping[str, _Outcome],
+        outcomes: Mapping[str, Outcome],
     ) -> None:
+        before: tuple[Delivery, ...] = ()
         for _ in range(_WRITE_ATTEMPTS):
             now = utcnow()
             deliveries, summary, redelivered, targets = await self._next_state(body, spec, outcomes, now)
             old_status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
             assert isinstance(old_status, Mapping)
+            before = _deliveries(body) or ()
             status = render_status(
                 old_status,
                 deliveries,
                 summary,
                 now=now,
-                generation=int(_meta(body, "generation") or 1),
+                generation=int(meta_field(body, "generation") or 1),
                 redelivered=redelivered,
             )
             if status == old_status:
@@ -355,7 +325,7 @@ class EventReconciler:
                         {
                             "op": "test",
                             "path": "/metadata/resourceVersion",
-                            "value": _meta(body, "resourceVersion"),
+                            "value": meta_field(body, "resourceVersion"),
                         },
                         {"op": "add", "path": "/status", "value": status},
                     ],
@@ -377,14 +347,14 @@ class EventReconciler:
             self._keep_unwritten(key, outcomes)
             self._queue.add_after(key, 1.0)
             return
-        self._account(key, body, deliveries or (), outcomes)
+        self._accounting.recorded(key, body, before, deliveries or (), outcomes)
         self._schedule(key, body, spec, summary, deliveries or (), targets)
 
     async def _next_state(
         self,
         body: Mapping[str, Any],
         spec: EventSpec | SpecProblem,
-        outcomes: Mapping[str, _Outcome],
+        outcomes: Mapping[str, Outcome],
         now: dt.datetime,
     ) -> tuple[tuple[Delivery, ...] | None, Summary, str | None, dict[str, Target]]:
         if isinstance(spec, SpecProblem):
@@ -443,70 +413,6 @@ class EventReconciler:
         final = tuple(applied)
         return final, summarize(final), redelivered, targets
 
-    def _account(
-        self,
-        key: EventKey,
-        body: Mapping[str, Any],
-        deliveries: tuple[Delivery, ...],
-        outcomes: Mapping[str, _Outcome],
-    ) -> None:
-        """After a successful write: health, metrics and Kubernetes Events for what just happened."""
-        by_name = {d.subscription: d for d in deliveries}
-        created = parse_time(_meta(body, "creationTimestamp"))
-        for name, outcome in outcomes.items():
-            delivery = by_name.get(name)
-            if outcome.result is None or delivery is None or delivery.attempts != outcome.attempts_before + 1:
-                continue
-            sub = (key[0], name)
-            record = self._subscriptions.get(sub)
-            newly_disabled = self._health.record(
-                sub,
-                outcome.result.verdict,
-                now=outcome.at,
-                delivery_failed=delivery.state is State.FAILED,
-                generation=record.generation if record else 0,
-                egress_refusal=outcome.result.error if outcome.result.egress_refused else None,
-            )
-            self._on_health_change(sub)
-            if record is not None and isinstance(record.spec, SubscriptionSpec):
-                self._circuits.record(
-                    sub,
-                    key,
-                    outcome.result.verdict,
-                    policy=record.spec.retry,
-                    generation=record.generation,
-                    at=outcome.at,
-                )
-            if delivery.state is State.SUCCEEDED:
-                self._metrics.deliveries.labels(*sub, "succeeded").inc()
-                if delivery.attempts > 1:  # first-time successes are the norm, not a story to tell
-                    self._recorder.record(
-                        _event_ref(body),
-                        "Delivered",
-                        f"delivered to {name} after {delivery.attempts} attempts",
-                    )
-                if created is not None:
-                    self._metrics.end_to_end.labels(*sub).observe(
-                        max(0.0, (outcome.at - created).total_seconds())
-                    )
-            elif delivery.state is State.FAILED:
-                self._metrics.deliveries.labels(*sub, "failed").inc()
-                self._recorder.record(
-                    _event_ref(body),
-                    "DeliveryFailed",
-                    f"delivery to {name} failed after {delivery.attempts} attempt(s): {delivery.last_error}",
-                    warning=True,
-                )
-            elif delivery.state is State.RETRYING:
-                self._metrics.retries.labels(*sub).inc()
-            if newly_disabled is not None and record is not None:
-                log(
-                    logging.WARNING,
-                    "endpoint disabled",
-                    subscription=f"{sub[0]}/{sub[1]}",
-                    reason=newly_disabled.reason,
-                )
-
     def _schedule(
         self,
         key: EventKey,
@@ -526,7 +432,9 @@ class EventReconciler:
             status = body.get("status") or {}
             completed = parse_time(status.get("completionTime")) or utcnow()
             delete_at = completed + dt.timedelta(seconds=ttl) if ttl is not None else None
-            self._events.finish(key, Finished(_meta(body, "uid"), _meta(body, "resourceVersion"), delete_at))
+            self._events.finish(
+                key, Finished(meta_field(body, "uid"), meta_field(body, "resourceVersion"), delete_at)
+            )
             self._queue.forget(key)  # a retry or give-up time still scheduled is moot now
             if delete_at is not None:
                 self._queue.add_after(key, (delete_at - utcnow()).total_seconds())
@@ -567,7 +475,7 @@ class EventReconciler:
         if delta:
             self._metrics.pending.inc(delta)
 
-    def _keep_unwritten(self, key: EventKey, outcomes: Mapping[str, _Outcome]) -> None:
+    def _keep_unwritten(self, key: EventKey, outcomes: Mapping[str, Outcome]) -> None:
         """The status write failed for good: keep what was attempted, to record it next time."""
         made = {name: outcome for name, outcome in outcomes.items() if outcome.result is not None}
         if made:
@@ -581,19 +489,9 @@ class EventReconciler:
         self._set_pending(key, 0)
 
 
-def _meta(body: Mapping[str, Any], field: str) -> Any:
-    metadata = body.get("metadata") or {}
-    value = metadata.get(field)
-    return value if value is not None else ("" if field != "annotations" else None)
-
-
 def _deliveries(body: Mapping[str, Any]) -> tuple[Delivery, ...] | None:
     status = body.get("status")
     if not isinstance(status, Mapping) or not isinstance(status.get("deliveries"), list):
         return None
     parsed = (Delivery.from_status(raw) for raw in status["deliveries"])
     return tuple(d for d in parsed if d is not None)
-
-
-def _event_ref(body: Mapping[str, Any]) -> ObjectRef:
-    return ObjectRef("WebhookEvent", _meta(body, "namespace"), _meta(body, "name"), _meta(body, "uid"))

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.recorder import ObjectRef
+
 EventKey = tuple[str, str]  # (namespace, name)
 
 
@@ -88,3 +90,16 @@ def _newer(candidate: str, known: str) -> bool:
     if candidate.isdigit() and known.isdigit():
         return int(candidate) > int(known)
     return candidate != known
+
+
+def meta_field(body: Mapping[str, Any], field: str) -> Any:
+    """A metadata field of an event body: "" when absent (None for annotations)."""
+    metadata = body.get("metadata") or {}
+    value = metadata.get(field)
+    return value if value is not None else ("" if field != "annotations" else None)
+
+
+def event_ref(body: Mapping[str, Any]) -> ObjectRef:
+    return ObjectRef(
+        "WebhookEvent", meta_field(body, "namespace"), meta_field(body, "name"), meta_field(body, "uid")
+    )
