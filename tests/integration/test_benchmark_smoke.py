@@ -74,7 +74,10 @@ def test_latencies_fanout_and_head_of_line_are_measured(results: dict[str, Any])
     ):
         assert positive(block["p50_ms"]) and block["p50_ms"] <= block["p95_ms"] <= block["p99_ms"], block
     assert positive(results["hol_p99_ratio"])
-    assert results["hol"]["storm_attempts_per_s"] > 0, "the broken endpoint was retried during the storm"
+    # The storm was on throughout: its events still open, the broken endpoint's circuit open (by
+    # default the storm is held and probed, not retried one request per delivery).
+    assert results["hol"]["storm_open_events"] >= results["hol"]["storm_deliveries"]
+    assert results["hol"]["circuits_open"] == 1
     assert positive(results["fanout_last_receipt_s"]) and positive(results["fanout_delivered_s"])
     assert all(rep["received"] == 10 for rep in results["fanout"]["reps"])
 
