@@ -47,7 +47,7 @@ async def test_an_endpoint_failing_in_a_row_gets_one_probe_at_a_time(
     await asyncio.sleep(4.0)
     # 3 failures open the circuit; then probes after ~1 s and ~2 s more (and perhaps one that
     # was already waiting for the endpoint's single slot when it opened).
-    assert 3 <= len(receiver.at("/down")) <= 8
+    assert 3 <= len(receiver.at("/down")) <= 10  # without the circuit: over 40 (the last test)
     assert operator_with_circuit.engine is not None
     assert operator_with_circuit.engine.stats()["circuits_open"] == 1
 
@@ -60,7 +60,7 @@ async def test_deliveries_held_by_an_open_circuit_say_so_and_keep_their_attempts
     events = [await read(standin, "webhookevents", f"e{i:02d}") for i in range(EVENTS)]
     entries = [event["status"]["deliveries"][0] for event in events if event and event.get("status")]
     held = [entry for entry in entries if entry.get("reason") == "EndpointFailing"]
-    assert len(held) >= EVENTS - 7
+    assert len(held) >= EVENTS - 10
     assert all(entry["state"] in ("Pending", "Retrying") for entry in held)
     assert sum(entry["attempts"] for entry in entries) == len(receiver.at("/down"))
 

@@ -227,6 +227,11 @@ def test_a_held_delivery_gives_up_when_its_remaining_attempts_would_have_run_out
     assert given_up.next_attempt_time is None
 
 
+def test_a_held_delivery_whose_own_attempt_is_still_ahead_is_looked_at_then() -> None:
+    retrying = Delivery("s", State.RETRYING, attempts=1, next_attempt_time=later(8))
+    assert next_wake([retrying], {"s": held("s")}, NOW) == later(8)
+
+
 def test_a_never_tried_held_delivery_counts_its_wait_from_when_it_was_first_held() -> None:
     [first] = plan_attempts([Delivery("s")], {"s": held("s")}, NOW).deliveries
     assert (first.state, first.next_attempt_time) == (State.PENDING, NOW)

@@ -239,8 +239,9 @@ def redeliver_failed(deliveries: Iterable[Delivery]) -> tuple[Delivery, ...]:
 def next_wake(
     deliveries: Iterable[Delivery], targets: Mapping[str, Target], now: dt.datetime
 ) -> dt.datetime | None:
-    """The earliest attempt due among deliveries that are not blocked (`now` for one due at once),
-    or the time a blocked one that gives up would fail."""
+    """The earliest attempt due among deliveries that are not blocked (`now` for one due at once);
+    for one held by an open circuit, its own next attempt time, or once that has passed, the time
+    it would give up."""
     times = []
     for delivery in deliveries:
         target = targets.get(delivery.subscription)
@@ -249,7 +250,9 @@ def next_wake(
         if target.blocker is None:
             times.append(delivery.next_attempt_time or now)
         elif target.blocker.gives_up and target.spec is not None:
-            times.append(give_up_time(delivery, target.spec, delivery.next_attempt_time or now))
+            # Its own next attempt (to look again then), or its give-up time if that is past.
+            due = delivery.next_attempt_time or now
+            times.append(due if due > now else give_up_time(delivery, target.spec, due))
     return min(times) if times else None
 
 

@@ -424,8 +424,13 @@ class EventReconciler:
     ) -> None:
         # Every open delivery hears of its subscription's changes: a blocker set or lifted, or the
         # subscription deleted (its deliveries end then, not at their next attempt time).
-        self._set_waiting(key, {(key[0], d.subscription) for d in deliveries if d.is_open})
+        open_subs = {(key[0], d.subscription) for d in deliveries if d.is_open}
+        self._set_waiting(key, open_subs)
         self._set_pending(key, summary.pending)
+        if any(self._subscriptions.get(sub) is None for sub in open_subs):
+            # Deleted while this reconcile was writing: its wake-up came before we were waiting.
+            self._queue.add(key)
+            return
         if summary.finished:
             ttl = spec.ttl_seconds_after_finished if isinstance(spec, EventSpec) else None
             ttl = ttl if ttl is not None else self._config.default_ttl_seconds
