@@ -175,12 +175,13 @@ class EventReconciler:
     ) -> dict[str, SubscriptionState]:
         namespace = meta_field(body, "namespace")
         deliveries = deliveries if deliveries is not None else _deliveries(body)
-        if deliveries is None:
+        # Matching needs the index as new as the event; replaying recorded deliveries needs it
+        # complete once per namespace (after a restart, events may be listed before kopf indexed).
+        if deliveries is None or not self._subscriptions.synced(namespace):
             await self._subscriptions.caught_up(namespace, meta_field(body, "resourceVersion"))
+        if deliveries is None:
             records = self._subscriptions.in_namespace(namespace)
         else:
-            if not self._subscriptions.synced(namespace):  # first sight since a restart
-                await self._subscriptions.caught_up(namespace, meta_field(body, "resourceVersion"))
             names = [d.subscription for d in deliveries if d.is_open]
             records = [r for name in names if (r := self._subscriptions.get((namespace, name))) is not None]
         return {record.name: await self._subscriptions.state(record) for record in records}

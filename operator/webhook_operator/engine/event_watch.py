@@ -49,7 +49,6 @@ class EventWatch:
         self._scopes: tuple[str | None, ...] = tuple(namespaces) or (None,)
         self._observe = observe
         self._known = known
-        self._listed: dict[str | None, asyncio.Event] = {scope: asyncio.Event() for scope in self._scopes}
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -57,10 +56,6 @@ class EventWatch:
             asyncio.create_task(self._run(scope), name=f"event watch {scope or '*'}")
             for scope in self._scopes
         ]
-
-    async def listed(self) -> None:
-        """Returns once every scope has been listed once (the engine knows every event)."""
-        await asyncio.gather(*(flag.wait() for flag in self._listed.values()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -75,7 +70,6 @@ class EventWatch:
             try:
                 if version is None:
                     version = await self._list(scope)
-                    self._listed[scope].set()
                 version = await self._watch(scope, version)
                 failures = 0
             except _Expired:
