@@ -95,6 +95,16 @@ async def test_an_earlier_schedule_wins_over_a_later_one(queue: WorkQueue[str], 
     assert await nothing_ready(queue)
 
 
+async def test_an_idle_queue_keeps_no_superseded_schedules(queue: WorkQueue[str], clock: FakeClock) -> None:
+    for delay in (30, 20, 10):  # each replaces the one before; the old ones linger in the heap
+        queue.add_after("a", delay)
+    clock.now += 10
+    assert await get_now(queue) == "a"
+    queue.done("a")
+    assert queue.scheduled == 0
+    assert queue._delayed == []  # not held until the superseded 20 s and 30 s times pass
+
+
 async def test_add_after_with_no_delay_adds_at_once(queue: WorkQueue[str]) -> None:
     queue.add_after("a", 0)
     queue.add_after("b", -3)

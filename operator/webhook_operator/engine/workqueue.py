@@ -141,6 +141,8 @@ class WorkQueue(Generic[K]):
             if self._due_at.get(key) == due:
                 del self._due_at[key]
                 self._add(key, self._due)
+        if not self._due_at:
+            self._delayed.clear()  # only superseded leftovers remain: an idle queue holds nothing
 
     def _next_lane(self) -> deque[K] | None:
         if self._ready and (not self._due or self._fresh_run < _FRESH_PER_DUE):
