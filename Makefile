@@ -29,7 +29,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks examples
-	$(BIN)/ruff format --check operator
+	$(BIN)/ruff format --check operator tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

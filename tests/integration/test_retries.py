@@ -125,20 +125,26 @@ async def test_an_attempt_that_takes_long_shows_as_in_flight_until_it_ends(stand
 
     [shown] = await eventually(in_flight, timeout=2, what="the hanging attempt to show as InFlight")
     assert shown["attempts"] == 0  # the attempt counts once it has ended
-    event = await wait_condition(standin, "webhookevents", "e1", "Failed", "True", "AttemptsExhausted", timeout=5)
+    event = await wait_condition(
+        standin, "webhookevents", "e1", "Failed", "True", "AttemptsExhausted", timeout=5
+    )
     entry = delivery(event, "sub")
     assert (entry["state"], entry["attempts"]) == ("Failed", 1)
     assert "timed out" in entry["lastError"]
 
 
-async def test_a_delivery_that_needed_retries_leaves_a_kubernetes_event_saying_so(standin, receiver, operator):
+async def test_a_delivery_that_needed_retries_leaves_a_kubernetes_event_saying_so(
+    standin, receiver, operator
+):
     receiver.script("/flaky", [503, 200])
     await _subscribe(standin, receiver, "/flaky", initialDelaySeconds=0)
     await create_event(standin, "e1", {"type": "order.created", "data": {}})
     await wait_condition(standin, "webhookevents", "e1", "Delivered")
 
     async def told():
-        return [e for e in await kubernetes_events(standin, "Delivered") if e["involvedObject"]["name"] == "e1"]
+        return [
+            e for e in await kubernetes_events(standin, "Delivered") if e["involvedObject"]["name"] == "e1"
+        ]
 
     [event] = await eventually(told, timeout=5)
     assert event["message"] == "delivered to sub after 2 attempts"
