@@ -126,13 +126,21 @@ def render_status(
 
 
 def _progress_message(succeeded: int, total: int, open_ones: Sequence[Delivery]) -> str:
-    waiting = [f"{d.subscription}: {d.reason}" for d in open_ones if d.reason and d.reason != "Redelivered"]
+    waiting = [f"{d.subscription}: {d.reason}" for d in open_ones if _held(d)]
     retrying = [d for d in open_ones if d.state is State.RETRYING]
     parts = [f"{succeeded} of {total} delivered"]
     if retrying:
-        soonest = min((d.next_attempt_time for d in retrying if d.next_attempt_time), default=None)
+        # Only a backoff says when the next attempt is; a held delivery keeps the time it was
+        # due (its retry deadline counts from it), which would read as an attempt in the past.
+        backing_off = (d.next_attempt_time for d in retrying if not _held(d) and d.next_attempt_time)
+        soonest = min(backing_off, default=None)
         when = f" (next attempt at {format_time(soonest)})" if soonest else ""
         parts.append(f"{len(retrying)} retrying{when}")
     if waiting:
         parts.append("waiting on " + ", ".join(waiting[:3]) + (" …" if len(waiting) > 3 else ""))
     return "; ".join(parts)
+
+
+def _held(delivery: Delivery) -> bool:
+    """Waiting on something other than its own backoff (a pause, a busy or failing endpoint, ...)."""
+    return delivery.reason is not None and delivery.reason != "Redelivered"
