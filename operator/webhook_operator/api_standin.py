@@ -272,6 +272,9 @@ class ApiStandin(kmock.KubernetesEmulator):
     _log: collections.deque[_Event] = attrs.field(factory=collections.deque, init=False)
     _dropped_rv: int = attrs.field(default=0, init=False)
     _watches: dict[references.resource, set[_Watch]] = attrs.field(init=False)
+    # resource -> its stored objects by key: a LIST reads one resource's objects, as the real API
+    # server's per-resource watch cache does, not every object of every resource
+    _by_resource: dict[references.resource, dict[Any, k8s_dicts.Object]] = attrs.field(init=False)
     _known: dict[tuple[str, str, str], references.resource] = attrs.field(factory=dict, init=False)
     _crds: set[references.resource] = attrs.field(factory=set, init=False)
     _builtin_reactions: set[int] = attrs.field(factory=set, init=False)
@@ -285,6 +288,7 @@ class ApiStandin(kmock.KubernetesEmulator):
         self._requests = history  # type: ignore[assignment]
         self._log = collections.deque(maxlen=self.watch_log_size)
         self._watches = collections.defaultdict(set)
+        self._by_resource = collections.defaultdict(dict)
         with warnings.catch_warnings():  # kmock reads its bundle with a deprecated importlib call
             warnings.simplefilter("ignore", DeprecationWarning)
             self.resources.load_bundled()
@@ -547,10 +551,11 @@ class ApiStandin(kmock.KubernetesEmulator):
                 stored.delete()
             else:
                 self._objects._objects.pop(key, None)
+                self._by_resource[key[0]].pop(key, None)
         elif self.keep_history and stored is not None:
             stored.history.append(obj)
         else:
-            self._objects._objects[key] = k8s_dicts.Object(obj)
+            self._objects._objects[key] = self._by_resource[key[0]][key] = k8s_dicts.Object(obj)
         event = _Event(self._rv, resource, type_, obj)
         if len(self._log) == self._log.maxlen:
             self._dropped_rv = self._log[0].rv
@@ -720,11 +725,7 @@ class ApiStandin(kmock.KubernetesEmulator):
 
     def _matching(self, resource: references.resource, target: _Target) -> list[Obj]:
         match = self._matcher(target)
-        found = [
-            obj.last.raw
-            for key, obj in self._objects._objects.items()
-            if key[0] == resource and not obj.deleted
-        ]
+        found = [obj.last.raw for obj in self._by_resource[resource].values() if not obj.deleted]
         return sorted((obj for obj in found if match(obj)), key=_sort_key)
 
     def _list(self, resource: references.resource, target: _Target) -> Obj:
