@@ -274,6 +274,17 @@ async def test_a_list_reports_the_current_resource_version_and_filters_by_labels
     assert [item["metadata"]["name"] for item in listed["items"]] == ["a"]
 
 
+async def test_a_list_holds_only_its_own_resource_and_nothing_deleted(http):
+    await call(http, "POST", SUBS, subscription("kept"))
+    await call(http, "POST", SUBS, subscription("gone"))
+    await call(http, "POST", EVENTS, {"metadata": {"name": "kept"}, "spec": {"type": "t", "data": {}}})
+    await call(http, "DELETE", f"{SUBS}/gone")
+    _, listed = await call(http, "GET", SUBS)
+    assert [(item["kind"], item["metadata"]["name"]) for item in listed["items"]] == [
+        ("WebhookSubscription", "kept")
+    ]
+
+
 async def test_label_and_field_selectors_support_set_and_inequality_terms(http):
     for name, tier in (("a", "gold"), ("b", "tin"), ("c", None)):
         await call(http, "POST", SUBS, subscription(name, labels={"tier": tier} if tier else {}))
