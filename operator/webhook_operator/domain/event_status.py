@@ -143,4 +143,4 @@ def _progress_message(succeeded: int, total: int, open_ones: Sequence[Delivery])
 
 def _held(delivery: Delivery) -> bool:
     """Waiting on something other than its own backoff (a pause, a busy or failing endpoint, ...)."""
-    return delivery.reason is not None and delivery.reason != "Redelivered"
+    return bool(delivery.reason) and delivery.reason != "Redelivered"

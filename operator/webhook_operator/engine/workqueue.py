@@ -135,14 +135,15 @@ class WorkQueue(Generic[K]):
             self.add(key)
 
     def _promote_due(self) -> None:
-        now = self._clock()
+        now, popped = self._clock(), False
         while self._delayed and self._delayed[0][0] <= now:
             due, _, key = heapq.heappop(self._delayed)
+            popped = True
             if self._due_at.get(key) == due:
                 del self._due_at[key]
                 self._add(key, self._due)
-        if not self._due_at:
-            self._delayed.clear()  # only superseded leftovers remain: an idle queue holds nothing
+        if popped:
+            self._compact()  # superseded leftovers must not outlive the live schedules
 
     def _next_lane(self) -> deque[K] | None:
         if self._ready and (not self._due or self._fresh_run < _FRESH_PER_DUE):
