@@ -69,6 +69,8 @@ from tests.e2e.receiver import (
 )
 
 IN_CLUSTER = os.environ.get("E2E_IN_CLUSTER", "").lower() in ("1", "true", "yes")
+# Set by .ci/run when it started a real API server: then no e2e test may skip.
+REQUIRE_CLUSTER = IN_CLUSTER or os.environ.get("E2E_REQUIRE_CLUSTER", "").lower() in ("1", "true", "yes")
 OPERATOR_NAMESPACE = os.environ.get("E2E_OPERATOR_NAMESPACE") or "webhook-operator"
 OPERATOR_DEPLOYMENT = os.environ.get("E2E_OPERATOR_DEPLOYMENT") or "webhook-operator"
 ALLOW_CIDRS = [c.strip() for c in os.environ.get("E2E_ALLOW_CIDRS", "").split(",") if c.strip()]
@@ -91,6 +93,11 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if report.skipped and REQUIRE_CLUSTER:
+        # A skip here would let CI pass without the tier having run.
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"an e2e test skipped although E2E_REQUIRE_CLUSTER is set: {reason}"
     if report.when == "call" and report.failed:
         for title, collect in item.stash.get(DIAGNOSTICS, []):
             try:
@@ -105,8 +112,8 @@ def pytest_runtest_makereport(
 
 
 def _no_cluster(reason: str) -> None:
-    if IN_CLUSTER:
-        pytest.fail(f"E2E_IN_CLUSTER=1 but {reason}", pytrace=False)
+    if REQUIRE_CLUSTER:
+        pytest.fail(f"a cluster is required (E2E_IN_CLUSTER or E2E_REQUIRE_CLUSTER) but {reason}", pytrace=False)
     pytest.skip(reason)
 
 
