@@ -103,11 +103,12 @@ def publish(kubectl: Kubectl, namespace: str, name: str) -> None:
 def test_a_pattern_with_an_exclusion_serves_existing_and_new_namespaces_and_nothing_else(
     kubectl: Kubectl,
     namespaces: Namespaces,
-    _local_receiver: LocalReceiver,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
+    receiver: LocalReceiver = request.getfixturevalue("_local_receiver")
     team_a, skipped, other = (namespaces.create(s) for s in ("team-a", "team-skip1", "other"))
-    views = {ns: subscribe(kubectl, _local_receiver, ns) for ns in (team_a, skipped, other)}
+    views = {ns: subscribe(kubectl, receiver, ns) for ns in (team_a, skipped, other)}
     pattern = f"{namespaces.name('team-*')},!{namespaces.name('team-skip*')}"
     operator = start_local_operator(
         ["--namespace", pattern],
@@ -116,7 +117,7 @@ def test_a_pattern_with_an_exclusion_serves_existing_and_new_namespaces_and_noth
     )
     try:
         team_b = namespaces.create("team-b")  # after start: served as it appears
-        views[team_b] = subscribe(kubectl, _local_receiver, team_b)
+        views[team_b] = subscribe(kubectl, receiver, team_b)
         kubectl.wait("--for=condition=Ready", "whsub/all", "-n", team_b, timeout=60)
         for ns in (team_a, team_b, skipped, other):
             publish(kubectl, ns, "first")
@@ -141,7 +142,7 @@ def test_a_pattern_with_an_exclusion_serves_existing_and_new_namespaces_and_noth
             what=f"the operator to let go of {team_b}",
         )
         namespaces.create("team-b")
-        subscribe(kubectl, _local_receiver, team_b)
+        subscribe(kubectl, receiver, team_b)
         kubectl.wait("--for=condition=Ready", "whsub/all", "-n", team_b, timeout=60)
         publish(kubectl, team_b, "second")
         kubectl.wait("--for=condition=Delivered", "whev/second", "-n", team_b, timeout=60)
