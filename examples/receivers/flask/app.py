@@ -3,8 +3,9 @@
 For every POST /webhooks:
 
 1. Verify webhook-id / webhook-timestamp / webhook-signature over the raw body bytes with the
-   official `standardwebhooks` library (v1, HMAC) or `cryptography` (v1a, ed25519). A bad signature, a missing header or a timestamp more
-   than 5 minutes from now answers 401, and the request is never processed.
+   official `standardwebhooks` library (v1, HMAC) or `cryptography` (v1a, ed25519). A bad
+   signature, a missing header or a timestamp more than 5 minutes from now answers 401, and the
+   request is never processed.
 2. Drop duplicates: the operator sends the same webhook-id on every retry of one event, so an
    id seen before answers 200 without processing the event again.
 3. Acknowledge fast: the event goes into a bounded in-process queue, the request answers 202

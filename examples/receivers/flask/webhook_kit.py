@@ -108,7 +108,7 @@ def load_webhook() -> Verifier:
     try:
         return Verifier(secret, public_keys)
     except Exception as exc:
-        sys.exit(f"WEBHOOK_SECRET (whsec_<base64>) or WEBHOOK_PUBLIC_KEYS (whpk_<base64>) is not valid: {exc}")
+        sys.exit(f"WEBHOOK_SECRET (whsec_<base64>) or WEBHOOK_PUBLIC_KEYS (whpk_<base64>) is invalid: {exc}")
 
 
 def verify_request(webhook: Verifier) -> tuple[str, bytes] | Response:
