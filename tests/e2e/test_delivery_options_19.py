@@ -27,6 +27,16 @@ def ready(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
     return condition(kubectl.json(f"whsub/{name}", "-n", namespace), "Ready") or {}
 
 
+def apply_signed(kubectl: Kubectl, namespace: str, name: str, url: str, key: str) -> None:
+    """A subscription signing with `key`, from a Secret of the same name."""
+    kubectl.apply(
+        [
+            signing_secret(namespace, name, key),
+            subscription(namespace, name, url=url, signing={"secretRef": {"name": name}}),
+        ]
+    )
+
+
 def test_a_filter_delivers_only_matching_events_and_a_bad_filter_is_invalid_spec(
     kubectl: Kubectl, namespace: str, receiver: Receiver, operator: Operator
 ) -> None:
@@ -63,14 +73,7 @@ def test_a_v1a_signature_verifies_with_the_public_key_from_status(
     kubectl: Kubectl, namespace: str, receiver: Receiver, operator: Operator
 ) -> None:
     key = "whsk_" + base64.b64encode(os.urandom(32)).decode()
-    kubectl.apply(
-        [
-            signing_secret(namespace, "ed25519", key),
-            subscription(
-                namespace, "signed", url=receiver.url("/signed"), signing={"secretRef": {"name": "ed25519"}}
-            ),
-        ]
-    )
+    apply_signed(kubectl, namespace, "signed", receiver.url("/signed"), key)
     kubectl.wait("--for=condition=Ready", "whsub/signed", "-n", namespace)
     public_keys = eventually(
         lambda: kubectl.json("whsub/signed", "-n", namespace)["status"].get("signing", {}).get("publicKeys"),
@@ -88,14 +91,7 @@ def test_a_16_byte_symmetric_key_is_invalid_secret(
     kubectl: Kubectl, namespace: str, receiver: Receiver, operator: Operator
 ) -> None:
     short = "whsec_" + base64.b64encode(os.urandom(16)).decode()
-    kubectl.apply(
-        [
-            signing_secret(namespace, "short", short),
-            subscription(
-                namespace, "weak", url=receiver.url("/weak"), signing={"secretRef": {"name": "short"}}
-            ),
-        ]
-    )
+    apply_signed(kubectl, namespace, "weak", receiver.url("/weak"), short)
     found = eventually(
         lambda: (c := ready(kubectl, namespace, "weak")).get("reason") == "InvalidSecret" and c,
         what="whsub/weak Ready=False InvalidSecret",
