@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import eventually, make_signing_key
 from tests.integration.conftest import (
+    RunningOperator,
     condition,
     create_event,
     create_secret,
@@ -21,10 +22,12 @@ from tests.integration.conftest import (
     delivery,
     patch,
     read,
+    test_config,
     wait_condition,
 )
 from tests.integration.receiver_processes import running_receiver_async, unavailable_reason
 from tests.integration.test_kubernetes_events import kubernetes_events
+from tests.integration.test_metrics import free_port, scrape, sub, value
 from tests.standard_webhooks_v1a import verify_v1a
 
 SUBS, EVENTS = "webhooksubscriptions", "webhookevents"
@@ -241,3 +244,43 @@ async def _recovery(standin):
 async def _succeeded_to_s(standin, name):
     event = await read(standin, EVENTS, name)
     return event if event and delivery(event, "s")["state"] == "Succeeded" else None
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def operator_with_metrics(standin):
+    running = RunningOperator(test_config(standin, metrics_port=free_port()))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_filter_verdicts_and_recoveries_are_counted_on_metrics(
+    standin, receiver, operator_with_metrics
+):
+    await create_subscription(
+        standin, "big", {"url": receiver.endpoint("/big"), "filter": "data.amount > 100"}
+    )
+    await create_subscription(standin, "s", {"url": receiver.endpoint("/s"), "retry": {"maxAttempts": 1}})
+    await wait_condition(standin, SUBS, "big", "Ready")
+    receiver.script("/s", [500])
+    for name, data in (("a", {"amount": 1}), ("b", {"amount": 101}), ("c", {})):
+        await create_event(standin, name, {"type": "t", "data": data})
+        await eventually(lambda name=name: _finished(standin, name), what=f"{name} finished")
+    await patch(standin, SUBS, "s", {"metadata": {"annotations": {RECOVER_SINCE: "2000-01-01T00:00:00Z"}}})
+    await eventually(lambda: _recovery(standin), what="status.recovery")
+    _, samples = await scrape(operator_with_metrics)
+    filtered = "webhook_filter_evaluations_total"
+    assert value(samples, filtered, **sub("big"), result="skipped") == 1
+    assert value(samples, filtered, **sub("big"), result="matched") == 1
+    assert value(samples, filtered, **sub("big"), result="error") == 1
+    assert value(samples, "webhook_recovered_deliveries_total", **sub("s")) == 1
+
+
+async def _finished(standin, name):
+    event = await read(standin, EVENTS, name)
+    return event is not None and "completionTime" in (event.get("status") or {})

@@ -122,7 +122,9 @@ class EventReconciler:
         outcomes: dict[str, Outcome] = self._unwritten.pop(key, {})
         try:
             if not isinstance(spec, SpecProblem):
-                targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
+                targets, deliveries, redelivered = await self._targets_and_deliveries(
+                    body, spec, count_filters=True
+                )
                 if isinstance(deliveries, tuple):
                     plan = plan_attempts(deliveries, targets, utcnow())
                     if outcomes:  # made already, only their write failed: record them, do not resend
@@ -135,7 +137,7 @@ class EventReconciler:
             raise
 
     async def _targets_and_deliveries(
-        self, body: Mapping[str, Any], spec: EventSpec
+        self, body: Mapping[str, Any], spec: EventSpec, *, count_filters: bool = False
     ) -> tuple[dict[str, Target], tuple[Delivery, ...] | SpecProblem, str | None]:
         """The subscriptions involved, the deliveries (matched on first sight, replayed on request)."""
         namespace = meta_field(body, "namespace")
@@ -146,7 +148,9 @@ class EventReconciler:
         targets = self._targets(body, states)
         deliveries = _deliveries(body)
         if deliveries is None:
-            deliveries = match_targets(spec, targets.values(), self._counter_of_filters(namespace))
+            # A new event is matched when planned and again when written: its filters count once.
+            counter = self._counter_of_filters(namespace) if count_filters else None
+            deliveries = match_targets(spec, targets.values(), counter)
             if len(deliveries) > self._config.max_deliveries_per_event:
                 return (
                     targets,
