@@ -70,7 +70,9 @@ def compile_filter(expression: str) -> PayloadFilter | str:
 def _compile(expression: str) -> PayloadFilter | str:
     try:
         program = cel.compile(expression)
-    except Exception as error:  # the library raises ValueError, and others for odd input
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # ValueError; a Rust panic would be pyo3's PanicException
         return f"spec.filter does not compile: {_first_line(error)}"
     bound = set(_BOUND_BY_MACRO.findall(expression))
     unknown = sorted(set(program.variables()) - VARIABLES - bound)
@@ -86,20 +88,22 @@ def evaluate(payload_filter: PayloadFilter, event: FilterInput) -> FilterVerdict
     """True to deliver, False to skip, or the error (a missing field, a type mismatch, ...)."""
     try:
         result = payload_filter.program.execute(event.context)
-    except Exception as error:  # KeyError for a missing field, TypeError, RuntimeError, ...
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # KeyError, TypeError, OverflowError, ...; a Rust panic too
         return FilterError(f"spec.filter failed on this event: {_describe(error)}")
     if not isinstance(result, bool):
         return FilterError(f"spec.filter gave {type(result).__name__} {_short(repr(result))}, not a bool")
     return result
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: BaseException) -> str:
     if isinstance(error, KeyError):
         return f"no such key {_short(str(error))} (guard it with has(), e.g. has(data.x) && data.x > 1)"
     return _first_line(error)
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: BaseException) -> str:
     return _short(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
 
 
