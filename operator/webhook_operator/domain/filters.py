@@ -66,7 +66,7 @@ def compile_filter(expression: str) -> PayloadFilter | str:
     return _compile(expression)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)  # distinct expressions; a miss costs ~20 us
 def _compile(expression: str) -> PayloadFilter | str:
     try:
         program = cel.compile(expression)
