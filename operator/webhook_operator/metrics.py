@@ -71,6 +71,13 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.deferrals = Counter(
+            "webhook_deliveries_deferred_total",
+            "Due deliveries not sent at their time, by reason (MaxInFlight, RateLimited): they wait "
+            "and are sent later, with no attempt spent.",
+            (*labels, "reason"),
+            registry=self.registry,
+        )
         self.api_writes = Counter(
             "webhook_operator_api_writes_total",
             "Writes the operator sent to the Kubernetes API, by kind.",

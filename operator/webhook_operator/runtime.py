@@ -16,16 +16,23 @@ import aiohttp.web
 import kopf
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.keys import EventKey, SubscriptionKey
 from webhook_operator.engine.accounting import Accounting
+from webhook_operator.engine.attempts import Attempts
 from webhook_operator.engine.circuits import Circuits
 from webhook_operator.engine.event_reconciler import EventReconciler
 from webhook_operator.engine.event_watch import EventWatch
-from webhook_operator.engine.events import EventKey, EventStore
-from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.events import EventStore
+from webhook_operator.engine.gates import Gates
+from webhook_operator.engine.gates.circuit import CircuitGate
+from webhook_operator.engine.gates.in_flight import InFlightGate
+from webhook_operator.engine.gates.readiness import ReadinessGate
+from webhook_operator.engine.health_tracker import HealthTracker
 from webhook_operator.engine.limiter import InFlightLimiter
 from webhook_operator.engine.secrets import SecretStore
 from webhook_operator.engine.subscription_reconciler import SubscriptionReconciler
 from webhook_operator.engine.subscriptions import SubscriptionRegistry
+from webhook_operator.engine.waiting import WaitingIndex
 from webhook_operator.engine.workqueue import WorkQueue, run_workers
 from webhook_operator.kube import KubeClient
 from webhook_operator.logs import log
@@ -47,7 +54,7 @@ class Engine:
         self.subscriptions = SubscriptionRegistry(self.secrets, self.sender, self.health, config.egress)
         self.events = EventStore()
         self.event_queue: WorkQueue[EventKey] = WorkQueue()
-        self.subscription_queue: WorkQueue[SubKey] = WorkQueue()
+        self.subscription_queue: WorkQueue[SubscriptionKey] = WorkQueue()
         self.limiter = InFlightLimiter()
         self.recorder = EventRecorder(self.kube)
         self.subscription_reconciler = SubscriptionReconciler(
@@ -60,30 +67,50 @@ class Engine:
             queue=self.subscription_queue,
             on_unblocked=self._subscription_unblocked,
         )
+        self.waiting = WaitingIndex(self.metrics)
         self.circuits = Circuits(
             config.circuit_threshold,
             metrics=self.metrics,
-            waiting=lambda sub: self.event_reconciler.waiting(sub),
+            waiting=self.waiting.waiting,
             wake=self.event_queue.add,
+        )
+        accounting = Accounting(
+            subscriptions=self.subscriptions,
+            health=self.health,
+            circuits=self.circuits,
+            metrics=self.metrics,
+            recorder=self.recorder,
+            on_health_change=self.subscription_reconciler.health_changed,
+        )
+        # The order is the order of asking: the first gate that holds names the reason, and a
+        # gate's admission runs only once the gates before it admitted (the circuit last: it may
+        # have opened while a slot was awaited).
+        self.gates = Gates(
+            [
+                ReadinessGate(),
+                InFlightGate(self.limiter, slot_wait=config.slot_wait_seconds),
+                CircuitGate(self.circuits),
+            ]
         )
         self.event_reconciler = EventReconciler(
             config,
             kube=self.kube,
-            sender=self.sender,
             events=self.events,
             subscriptions=self.subscriptions,
-            limiter=self.limiter,
+            gates=self.gates,
+            attempts=Attempts(
+                config,
+                sender=self.sender,
+                subscriptions=self.subscriptions,
+                gates=self.gates,
+                metrics=self.metrics,
+                accounting=accounting,
+            ),
+            waiting=self.waiting,
             metrics=self.metrics,
             queue=self.event_queue,
             circuits=self.circuits,
-            accounting=Accounting(
-                subscriptions=self.subscriptions,
-                health=self.health,
-                circuits=self.circuits,
-                metrics=self.metrics,
-                recorder=self.recorder,
-                on_health_change=self.subscription_reconciler.health_changed,
-            ),
+            accounting=accounting,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: EventWatch | None = None
@@ -120,10 +147,9 @@ class Engine:
             raise kopf.LoginError("no credentials to log in again with")
         return connection
 
-    def subscription_changed(self, key: SubKey, *, deleted: bool) -> None:
+    def subscription_changed(self, key: SubscriptionKey, *, deleted: bool) -> None:
         if deleted:
-            self.limiter.forget(key)
-            self.circuits.forget(key)
+            self.gates.forget_subscription(key)
         self.subscription_queue.add(key)
 
     def event_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -198,7 +224,7 @@ class Engine:
         _cancel_orphaned_pause_waiters()
         log(logging.INFO, "engine stopped")
 
-    def _subscription_unblocked(self, key: SubKey) -> None:
+    def _subscription_unblocked(self, key: SubscriptionKey) -> None:
         self.event_reconciler.wake_waiting(key)
 
 

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from webhook_operator.engine.events import EventKey
+from webhook_operator.domain.keys import EventKey
 from webhook_operator.kube import GROUP_VERSION, KubeClient, KubeError, resource_path
 from webhook_operator.logs import log
 
@@ -103,7 +103,7 @@ class EventWatch:
             version = version or str(metadata.get("resourceVersion", ""))
             for item in listing.get("items") or []:
                 meta = item.get("metadata") or {}
-                seen.add((str(meta.get("namespace", "")), str(meta.get("name", ""))))
+                seen.add(EventKey(str(meta.get("namespace", "")), str(meta.get("name", ""))))
                 self._observe("ADDED", item)
             token = str(metadata.get("continue") or "")
             if not token:

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.keys import EventKey
 from webhook_operator.recorder import ObjectRef
-
-EventKey = tuple[str, str]  # (namespace, name)
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class EventStore:
     def observe(self, event_type: str, body: Mapping[str, Any]) -> EventKey | None:
         """A watch event; returns the key when the event needs a reconcile."""
         metadata = body.get("metadata") or {}
-        key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        key = EventKey(str(metadata.get("namespace", "")), str(metadata.get("name", "")))
         if event_type == "DELETED":
             self._open.pop(key, None)
             self._finished.pop(key, None)
