@@ -26,6 +26,8 @@ from webhook_operator.engine.events import EventStore
 from webhook_operator.engine.gates import Gates
 from webhook_operator.engine.gates.circuit import CircuitGate
 from webhook_operator.engine.gates.in_flight import InFlightGate
+from webhook_operator.engine.gates.ordering import OrderingGate
+from webhook_operator.engine.gates.rate import RateGate
 from webhook_operator.engine.gates.readiness import ReadinessGate
 from webhook_operator.engine.health_tracker import HealthTracker
 from webhook_operator.engine.limiter import InFlightLimiter
@@ -52,8 +54,9 @@ class Engine:
         self.secrets = SecretStore(self.kube)
         self.health = HealthTracker(config.disable_rules)
         self.subscriptions = SubscriptionRegistry(self.secrets, self.sender, self.health, config.egress)
-        self.events = EventStore()
         self.event_queue: WorkQueue[EventKey] = WorkQueue()
+        self.ordering = OrderingGate(wake=self.event_queue.add)
+        self.events = EventStore(listeners=[self.ordering.observe])
         self.subscription_queue: WorkQueue[SubscriptionKey] = WorkQueue()
         self.limiter = InFlightLimiter()
         self.recorder = EventRecorder(self.kube)
@@ -88,7 +91,9 @@ class Engine:
         self.gates = Gates(
             [
                 ReadinessGate(),
+                self.ordering,
                 InFlightGate(self.limiter, slot_wait=config.slot_wait_seconds),
+                RateGate(),
                 CircuitGate(self.circuits),
             ]
         )
@@ -196,7 +201,11 @@ class Engine:
         ]
         # Read `event_observed` now, not in __init__: the benchmark wraps it to time each event.
         self._watch = EventWatch(
-            self.kube, self.config.namespaces, observe=self.event_observed, known=self.events.keys
+            self.kube,
+            self.config.namespaces,
+            observe=self.event_observed,
+            known=self.events.keys,
+            on_listed=self.ordering.listed,
         )
         self._watch.start()
         if self.config.metrics_port is not None:

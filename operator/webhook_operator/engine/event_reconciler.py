@@ -30,6 +30,7 @@ from webhook_operator.domain.deliveries import (
 )
 from webhook_operator.domain.event_status import Summary, problem_summary, render_status, summarize
 from webhook_operator.domain.keys import EventKey, SubscriptionKey
+from webhook_operator.domain.ordering import CREATION_VERSION_FIELD, creation_version
 from webhook_operator.domain.specs import EventSpec, SpecProblem, SubscriptionSpec, parse_event_spec
 from webhook_operator.engine.accounting import Accounting
 from webhook_operator.engine.attempts import Attempts
@@ -114,7 +115,7 @@ class EventReconciler:
                         plan = replace(plan, due=tuple(n for n in plan.due if n not in outcomes))
 
                     async def report(body: Mapping[str, Any], names: set[str]) -> Mapping[str, Any]:
-                        return await self._report_in_flight(key, body, plan, names, redelivered)
+                        return await self._report_in_flight(key, body, spec, plan, names, redelivered)
 
                     made, body = await self._attempts.run(key, body, spec, plan, report)
                     outcomes.update(made)
@@ -167,7 +168,13 @@ class EventReconciler:
         return {record.name: await self._subscriptions.state(record) for record in records}
 
     async def _report_in_flight(
-        self, key: EventKey, body: Mapping[str, Any], plan: Plan, names: set[str], redelivered: str | None
+        self,
+        key: EventKey,
+        body: Mapping[str, Any],
+        spec: EventSpec,
+        plan: Plan,
+        names: set[str],
+        redelivered: str | None,
     ) -> Mapping[str, Any]:
         """Best effort: on a conflict the final write will carry the truth anyway."""
         shown = tuple(
@@ -182,6 +189,7 @@ class EventReconciler:
             generation=int(meta_field(body, "generation") or 1),
             redelivered=redelivered,
         )
+        _keep_creation_version(status, body, spec)
         try:
             return await self._patch_status(key, body, status)
         except KubeError:
@@ -227,6 +235,7 @@ class EventReconciler:
                 generation=int(meta_field(body, "generation") or 1),
                 redelivered=redelivered,
             )
+            _keep_creation_version(status, body, spec)
             if status == old_status:
                 break
             try:
@@ -336,6 +345,15 @@ def _unheld(name: str, state: SubscriptionState) -> Target:
     """A subscription as matching sees it: only its spec counts (holds apply once matched)."""
     spec = state.record.spec
     return Target(name, spec if isinstance(spec, SubscriptionSpec) else None)
+
+
+def _keep_creation_version(
+    status: dict[str, Any], body: Mapping[str, Any], spec: EventSpec | SpecProblem
+) -> None:
+    """An ordered event's creation version goes into its status with the first write, before the
+    object's own resourceVersion moves on (domain/ordering.py: it orders same-second events)."""
+    if isinstance(spec, EventSpec) and spec.ordering_key is not None:
+        status[CREATION_VERSION_FIELD] = creation_version(body)
 
 
 def _status(body: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -42,13 +42,16 @@ class EventWatch:
         *,
         observe: Observe,
         known: Callable[[str | None], Iterable[EventKey]],
+        on_listed: Callable[[str | None], None] = lambda scope: None,
     ) -> None:
         """`observe(type, body)` gets every change; `known(namespace)` the keys already seen in
-        a scope (None: all namespaces), so a re-LIST can tell which of them were deleted."""
+        a scope (None: all namespaces), so a re-LIST can tell which of them were deleted;
+        `on_listed(scope)` hears when a LIST of the scope is complete."""
         self._kube = kube
         self._scopes: tuple[str | None, ...] = tuple(namespaces) or (None,)
         self._observe = observe
         self._known = known
+        self._on_listed = on_listed
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -111,6 +114,7 @@ class EventWatch:
         for key in [key for key in self._known(scope) if key not in seen]:
             # Deleted while we were not watching: the engine forgets it as on a DELETED event.
             self._observe("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
+        self._on_listed(scope)
         return version
 
     async def _watch(self, scope: str | None, version: str) -> str:
