@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,8 +19,8 @@ from tests.integration.conftest import (
 from tests.integration.receiver import Receiver
 
 SUBS, EVENTS = "webhooksubscriptions", "webhookevents"
-# Fast retries: the first attempt fails, the next comes about a second later.
-QUICK_RETRY = {"maxAttempts": 5, "backoff": "Linear", "initialDelaySeconds": 1, "maxDelaySeconds": 1}
+# Quick retries, 2 s apart: time enough for the test to act while the head waits.
+QUICK_RETRY = {"maxAttempts": 5, "backoff": "Linear", "initialDelaySeconds": 2, "maxDelaySeconds": 2}
 
 
 async def create_keyed(standin: Any, name: str, key: str) -> str:
@@ -135,11 +134,10 @@ async def test_a_rate_limit_keeps_the_receiver_at_its_rate_retries_included(
     times = [request.at for request in receiver.at("/limited")]
     assert len(times) == 17
     rate = (len(times) - 1) / (times[-1] - times[0])
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert 4.0 <= rate <= 5.3, f"{rate:.2f} requests/s"
-    assert min(gaps) >= 0.15, (
-        f"burst 1: requests are spaced by ~0.2 s, the closest were {min(gaps):.3f} s apart"
-    )
+    # The token bucket's promise: in any second, at most burst + 5 requests, retries included.
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 6, f"{busiest} requests within one second"
     assert operator.engine is not None
     deferred = operator.engine.metrics.registry.get_sample_value(
         "webhook_deliveries_deferred_total",
