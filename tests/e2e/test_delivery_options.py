@@ -10,21 +10,13 @@ import pytest
 from tests.e2e.cluster import Kubectl, KubectlError, eventually
 from tests.e2e.conftest import Operator
 from tests.e2e.receiver import Receiver, wait_for_requests
+from tests.e2e.test_delivery import subscription
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 API_VERSION = "webhooks.openplatform.dev/v1alpha1"
 # The head retries 4 s apart: time for the test to look at the waiting events in between.
 QUICK_RETRY = {"maxAttempts": 5, "backoff": "Linear", "initialDelaySeconds": 4, "maxDelaySeconds": 4}
-
-
-def subscription(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WebhookSubscription",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
 
 
 def event(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
@@ -43,7 +35,8 @@ def uid(kubectl: Kubectl, namespace: str, name: str) -> str:
 def delivery_reason(kubectl: Kubectl, namespace: str, name: str) -> str | None:
     status = kubectl.json(f"whev/{name}", "-n", namespace).get("status") or {}
     entries = status.get("deliveries") or [{}]
-    return entries[0].get("reason")
+    reason = entries[0].get("reason")
+    return str(reason) if reason is not None else None
 
 
 def test_events_of_one_key_arrive_in_creation_order_while_the_first_fails_twice_and_another_key_flows(

@@ -37,6 +37,17 @@ def received(receiver: Receiver, path: str, count: int) -> Callable[[], Awaitabl
     return probe
 
 
+async def ordered_subscription(
+    standin: Any, receiver: Receiver, failures: int, retry: dict[str, Any] = QUICK_RETRY
+) -> None:
+    """A PerKey subscription at /ordered, whose first `failures` requests answer 503."""
+    await create_subscription(
+        standin, "ordered", {"url": receiver.endpoint("/ordered"), "ordering": "PerKey", "retry": retry}
+    )
+    await wait_condition(standin, SUBS, "ordered", "Ready")
+    receiver.script("/ordered", [503] * failures)
+
+
 def arrivals(receiver: Receiver, path: str) -> list[str]:
     return [request.headers["webhook-id"] for request in receiver.at(path)]
 
@@ -44,11 +55,7 @@ def arrivals(receiver: Receiver, path: str) -> list[str]:
 async def test_events_of_one_key_arrive_in_creation_order_while_the_first_is_retried_and_other_keys_flow(
     standin: Any, receiver: Receiver, operator: RunningOperator
 ) -> None:
-    await create_subscription(
-        standin, "ordered", {"url": receiver.endpoint("/ordered"), "ordering": "PerKey", "retry": QUICK_RETRY}
-    )
-    await wait_condition(standin, SUBS, "ordered", "Ready")
-    receiver.script("/ordered", [503, 503])  # the head's first two attempts fail
+    await ordered_subscription(standin, receiver, failures=2)  # the head's first two attempts fail
     # Names run against creation order, so the order delivered cannot come from the names.
     names = ["z-first", "y-second", "x-third", "w-fourth", "v-fifth"]
     uids = [await create_keyed(standin, name, "order-1") for name in names]
@@ -77,11 +84,7 @@ async def test_a_failed_predecessor_is_final_and_releases_the_next_event(
     standin: Any, receiver: Receiver, operator: RunningOperator
 ) -> None:
     retry = {**QUICK_RETRY, "maxAttempts": 1}
-    await create_subscription(
-        standin, "ordered", {"url": receiver.endpoint("/ordered"), "ordering": "PerKey", "retry": retry}
-    )
-    await wait_condition(standin, SUBS, "ordered", "Ready")
-    receiver.script("/ordered", [503])
+    await ordered_subscription(standin, receiver, failures=1, retry=retry)
     first = await create_keyed(standin, "b-first", "k")
     second = await create_keyed(standin, "a-second", "k")
     await wait_condition(standin, EVENTS, "b-first", "Failed", timeout=10)
@@ -92,11 +95,7 @@ async def test_a_failed_predecessor_is_final_and_releases_the_next_event(
 async def test_the_order_holds_across_a_restart_of_the_operator(
     standin: Any, receiver: Receiver, operator: RunningOperator
 ) -> None:
-    await create_subscription(
-        standin, "ordered", {"url": receiver.endpoint("/ordered"), "ordering": "PerKey", "retry": QUICK_RETRY}
-    )
-    await wait_condition(standin, SUBS, "ordered", "Ready")
-    receiver.script("/ordered", [503])
+    await ordered_subscription(standin, receiver, failures=1)
     uids = [await create_keyed(standin, name, "k") for name in ("c-1", "b-2", "a-3")]
     await eventually(received(receiver, "/ordered", 1), timeout=5, what="the head's first attempt")
     await operator.kill()  # no graceful shutdown: what it knew in memory is gone
