@@ -273,6 +273,18 @@ async def test_a_reservation_given_up_goes_to_the_next_delivery() -> None:
     assert await gate.admit(EventKey("shop", "e3"), sub, spec_of(sub)) is None
 
 
+async def test_reservations_held_past_their_time_lapse_so_a_pause_ends_without_a_burst() -> None:
+    clock = Clock()
+    gate = RateGate(clock)
+    sub = subscription(rateLimit={"requestsPerSecond": 5, "burst": 1})
+    events = [EventKey("shop", f"e{i}") for i in range(10)]
+    admitted = [await gate.admit(event, sub, spec_of(sub)) is None for event in events]
+    assert admitted == [True] + [False] * 9  # nine reservations, 0.2 s apart
+    clock.now += 60  # the subscription was paused for a minute; now they all come back
+    admitted = [await gate.admit(event, sub, spec_of(sub)) is None for event in events[1:]]
+    assert admitted == [True] + [False] * 8, "one token at once, the rest reserve anew"
+
+
 async def test_without_a_rate_limit_the_rate_gate_admits_everything() -> None:
     gate = RateGate(Clock())
     sub = subscription()

@@ -24,6 +24,10 @@ from webhook_operator.engine.subscriptions import SubscriptionState
 # A reservation this close to its time is used at once (the work queue wakes a little late
 # or early; a deferral of a few milliseconds would cost a status write for nothing).
 _SLACK_SECONDS = 0.005
+# A reservation not used within this long after its time lapses (its delivery was held by
+# something else meanwhile: a pause, a circuit); it reserves anew. Without it, every delivery
+# of a subscription paused for a while would find its token long due and all go out at once.
+_LAPSE_SECONDS = 1.0
 
 
 class RateGate(Gate):
@@ -43,6 +47,9 @@ class RateGate(Gate):
         bucket = self._bucket(sub, limit, now)
         reservations = self._reserved.setdefault(sub, {})
         at = reservations.get(event)
+        if at is not None and now - at > _LAPSE_SECONDS:
+            self._drop(sub, event)
+            at = None
         if at is None:
             bucket, wait = reserve(bucket, now)
             self._buckets[sub] = bucket
