@@ -31,6 +31,7 @@ from webhook_operator.engine.gates.rate import RateGate
 from webhook_operator.engine.gates.readiness import ReadinessGate
 from webhook_operator.engine.health_tracker import HealthTracker
 from webhook_operator.engine.limiter import InFlightLimiter
+from webhook_operator.engine.recovery import Recovery
 from webhook_operator.engine.secrets import SecretStore
 from webhook_operator.engine.subscription_reconciler import SubscriptionReconciler
 from webhook_operator.engine.subscriptions import SubscriptionRegistry
@@ -69,6 +70,7 @@ class Engine:
             recorder=self.recorder,
             queue=self.subscription_queue,
             on_unblocked=self._subscription_unblocked,
+            recovery=Recovery(self.kube, self.metrics, on_recovered=self._event_recovered),
         )
         self.waiting = WaitingIndex(self.metrics)
         self.circuits = Circuits(
@@ -242,6 +244,11 @@ class Engine:
 
     def _subscription_unblocked(self, key: SubscriptionKey) -> None:
         self.event_reconciler.wake_waiting(key)
+
+    def _event_recovered(self, key: EventKey, body: Mapping[str, Any]) -> None:
+        """A finished event was put back to Pending (recover-since): it needs its reconciler again."""
+        self.events.replace(key, body)
+        self.event_queue.add(key)
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):

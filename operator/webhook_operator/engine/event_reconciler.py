@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +29,7 @@ from webhook_operator.domain.deliveries import (
     redeliver_failed,
 )
 from webhook_operator.domain.event_status import Summary, problem_summary, render_status, summarize
+from webhook_operator.domain.filters import FilterError, FilterVerdict
 from webhook_operator.domain.keys import EventKey, SubscriptionKey
 from webhook_operator.domain.ordering import CREATION_VERSION_FIELD, creation_version
 from webhook_operator.domain.specs import EventSpec, SpecProblem, SubscriptionSpec, parse_event_spec
@@ -108,7 +109,9 @@ class EventReconciler:
         outcomes: dict[str, Outcome] = self._unwritten.pop(key, {})
         try:
             if not isinstance(spec, SpecProblem):
-                targets, deliveries, redelivered = await self._targets_and_deliveries(key, body, spec)
+                targets, deliveries, redelivered = await self._targets_and_deliveries(
+                    key, body, spec, count_filters=True
+                )
                 if isinstance(deliveries, tuple):
                     plan = plan_attempts(deliveries, targets, utcnow())
                     if outcomes:  # made already, only their write failed: record them, do not resend
@@ -125,7 +128,7 @@ class EventReconciler:
             raise
 
     async def _targets_and_deliveries(
-        self, key: EventKey, body: Mapping[str, Any], spec: EventSpec
+        self, key: EventKey, body: Mapping[str, Any], spec: EventSpec, *, count_filters: bool = False
     ) -> tuple[dict[str, Target], tuple[Delivery, ...] | SpecProblem, str | None]:
         """The subscriptions involved, the deliveries (matched on first sight, replayed on request)."""
         status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
@@ -134,7 +137,11 @@ class EventReconciler:
         deliveries = _deliveries(body)
         states = await self._states(key, body, deliveries)
         if deliveries is None:
-            deliveries = match_targets(spec, (_unheld(name, state) for name, state in states.items()))
+            # A new event is matched when planned and again when written: its filters count once.
+            counter = self._counter_of_filters(key.namespace) if count_filters else None
+            deliveries = match_targets(
+                spec, (_unheld(name, state) for name, state in states.items()), counter
+            )
             if len(deliveries) > self._config.max_deliveries_per_event:
                 problem = SpecProblem(
                     "TooManySubscriptions",
@@ -149,6 +156,13 @@ class EventReconciler:
             states = await self._states(key, body, deliveries)
         open_names = frozenset(d.subscription for d in deliveries if d.is_open)
         return self._gates.targets(key, states, open_names), deliveries, redelivered
+
+    def _counter_of_filters(self, namespace: str) -> Callable[[str, FilterVerdict], None]:
+        def count(subscription: str, verdict: FilterVerdict) -> None:
+            result = "error" if isinstance(verdict, FilterError) else "matched" if verdict else "skipped"
+            self._metrics.filter_evaluations.labels(namespace, subscription, result).inc()
+
+        return count
 
     async def _states(
         self, key: EventKey, body: Mapping[str, Any], deliveries: tuple[Delivery, ...] | None
