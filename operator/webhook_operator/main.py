@@ -17,6 +17,7 @@ import aiohttp.abc
 import kopf
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.keys import SubscriptionKey
 from webhook_operator.engine.subscriptions import index_keys, record_from_body
 from webhook_operator.runtime import Engine
 
@@ -61,7 +62,7 @@ async def subscription_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...],
 
 @kopf.on.event(GROUP, VERSION, "webhooksubscriptions")
 async def subscription_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    _engine(memo).subscription_changed((namespace or "", name), deleted=type == "DELETED")
+    _engine(memo).subscription_changed(SubscriptionKey(namespace or "", name), deleted=type == "DELETED")
 
 
 @kopf.on.event("", "v1", "secrets")

@@ -71,6 +71,13 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.deferrals = Counter(
+            "webhook_deliveries_deferred_total",
+            "Due deliveries not sent at their time, by reason (MaxInFlight, RateLimited): they wait "
+            "and are sent later, with no attempt spent.",
+            (*labels, "reason"),
+            registry=self.registry,
+        )
         self.filter_evaluations = Counter(
             "webhook_filter_evaluations_total",
             "Payload filters (spec.filter) evaluated on new events, by result (matched, skipped, error).",

@@ -16,17 +16,26 @@ import aiohttp.web
 import kopf
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.keys import EventKey, SubscriptionKey
 from webhook_operator.engine.accounting import Accounting
+from webhook_operator.engine.attempts import Attempts
 from webhook_operator.engine.circuits import Circuits
 from webhook_operator.engine.event_reconciler import EventReconciler
 from webhook_operator.engine.event_watch import AccessRefused, EventWatch, check_access
-from webhook_operator.engine.events import EventKey, EventStore
-from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.events import EventStore
+from webhook_operator.engine.gates import Gates
+from webhook_operator.engine.gates.circuit import CircuitGate
+from webhook_operator.engine.gates.in_flight import InFlightGate
+from webhook_operator.engine.gates.ordering import OrderingGate
+from webhook_operator.engine.gates.rate import RateGate
+from webhook_operator.engine.gates.readiness import ReadinessGate
+from webhook_operator.engine.health_tracker import HealthTracker
 from webhook_operator.engine.limiter import InFlightLimiter
 from webhook_operator.engine.recovery import Recovery
 from webhook_operator.engine.secrets import SecretStore
 from webhook_operator.engine.subscription_reconciler import SubscriptionReconciler
 from webhook_operator.engine.subscriptions import SubscriptionRegistry
+from webhook_operator.engine.waiting import WaitingIndex
 from webhook_operator.engine.workqueue import WorkQueue, run_workers
 from webhook_operator.kube import KubeClient
 from webhook_operator.logs import log
@@ -46,9 +55,10 @@ class Engine:
         self.secrets = SecretStore(self.kube)
         self.health = HealthTracker(config.disable_rules)
         self.subscriptions = SubscriptionRegistry(self.secrets, self.sender, self.health, config.egress)
-        self.events = EventStore()
         self.event_queue: WorkQueue[EventKey] = WorkQueue()
-        self.subscription_queue: WorkQueue[SubKey] = WorkQueue()
+        self.ordering = OrderingGate(wake=self.event_queue.add)
+        self.events = EventStore(listeners=[self.ordering.observe])
+        self.subscription_queue: WorkQueue[SubscriptionKey] = WorkQueue()
         self.limiter = InFlightLimiter()
         self.recorder = EventRecorder(self.kube)
         self.subscription_reconciler = SubscriptionReconciler(
@@ -62,30 +72,52 @@ class Engine:
             on_unblocked=self._subscription_unblocked,
             recovery=Recovery(self.kube, self.metrics, on_recovered=self._event_recovered),
         )
+        self.waiting = WaitingIndex(self.metrics)
         self.circuits = Circuits(
             config.circuit_threshold,
             metrics=self.metrics,
-            waiting=lambda sub: self.event_reconciler.waiting(sub),
+            waiting=self.waiting.waiting,
             wake=self.event_queue.add,
+        )
+        accounting = Accounting(
+            subscriptions=self.subscriptions,
+            health=self.health,
+            circuits=self.circuits,
+            metrics=self.metrics,
+            recorder=self.recorder,
+            on_health_change=self.subscription_reconciler.health_changed,
+        )
+        # The order is the order of asking: the first gate that holds names the reason, and a
+        # gate's admission runs only once the gates before it admitted (the circuit last: it may
+        # have opened while a slot was awaited).
+        self.gates = Gates(
+            [
+                ReadinessGate(),
+                self.ordering,
+                InFlightGate(self.limiter, slot_wait=config.slot_wait_seconds),
+                RateGate(),
+                CircuitGate(self.circuits),
+            ]
         )
         self.event_reconciler = EventReconciler(
             config,
             kube=self.kube,
-            sender=self.sender,
             events=self.events,
             subscriptions=self.subscriptions,
-            limiter=self.limiter,
+            gates=self.gates,
+            attempts=Attempts(
+                config,
+                sender=self.sender,
+                subscriptions=self.subscriptions,
+                gates=self.gates,
+                metrics=self.metrics,
+                accounting=accounting,
+            ),
+            waiting=self.waiting,
             metrics=self.metrics,
             queue=self.event_queue,
             circuits=self.circuits,
-            accounting=Accounting(
-                subscriptions=self.subscriptions,
-                health=self.health,
-                circuits=self.circuits,
-                metrics=self.metrics,
-                recorder=self.recorder,
-                on_health_change=self.subscription_reconciler.health_changed,
-            ),
+            accounting=accounting,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: EventWatch | None = None
@@ -123,10 +155,9 @@ class Engine:
             raise kopf.LoginError("no credentials to log in again with")
         return connection
 
-    def subscription_changed(self, key: SubKey, *, deleted: bool) -> None:
+    def subscription_changed(self, key: SubscriptionKey, *, deleted: bool) -> None:
         if deleted:
-            self.limiter.forget(key)
-            self.circuits.forget(key)
+            self.gates.forget_subscription(key)
         self.subscription_queue.add(key)
 
     def event_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -179,7 +210,11 @@ class Engine:
         ]
         # Read `event_observed` now, not in __init__: the benchmark wraps it to time each event.
         self._watch = EventWatch(
-            self.kube, self.config.scope, observe=self.event_observed, known=self.events.keys
+            self.kube,
+            self.config.scope,
+            observe=self.event_observed,
+            known=self.events.keys,
+            on_listed=self.ordering.listed,
         )
         self._watch.start()
         if self.config.metrics_port is not None:
@@ -207,7 +242,7 @@ class Engine:
         _cancel_orphaned_pause_waiters()
         log(logging.INFO, "engine stopped")
 
-    def _subscription_unblocked(self, key: SubKey) -> None:
+    def _subscription_unblocked(self, key: SubscriptionKey) -> None:
         self.event_reconciler.wake_waiting(key)
 
     def _event_recovered(self, key: EventKey, body: Mapping[str, Any]) -> None:

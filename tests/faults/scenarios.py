@@ -361,8 +361,8 @@ def engine_memory(engine: Any) -> dict[str, int]:
     reconciler = engine.event_reconciler
     return {
         **{k: v for k, v in engine.stats().items() if k != "events_finished"},
-        "waiting": len(reconciler._waiting_on),
-        "pending": len(reconciler._pending),
+        "waiting": engine.waiting.event_count,
+        "pending": engine.waiting.pending_event_count,
         "unwritten": len(reconciler._unwritten),
         "delayed_heap": len(engine.event_queue._delayed),
     }

@@ -210,7 +210,7 @@ SUBSCRIPTION_STATUS = {
 }  # fmt: skip
 EVENT_STATUS = {
     "observedGeneration", "conditions", "deliveries", "succeeded", "failed", "pending",
-    "completionTime", "redelivered",
+    "completionTime", "redelivered", "creationResourceVersion",
 }  # fmt: skip
 DELIVERY_FIELDS = {
     "subscription", "state", "attempts", "lastStatusCode", "lastError", "reason", "lastAttemptTime",
@@ -345,6 +345,7 @@ def test_an_omitted_retry_block_stays_omitted_so_the_operator_applies_the_standa
         "format": "StandardWebhooks",
         "timeoutSeconds": 10,
         "maxInFlight": 10,
+        "ordering": "Unordered",
     }
     assert parse_subscription_spec(defaulted).retry == DEFAULT_RETRY  # type: ignore[union-attr]
 
@@ -378,7 +379,11 @@ def test_the_expected_rules_exist() -> None:
     assert any("lowerAscii" in r for r in rules("WebhookSubscription", "spec.headers"))
     assert rules("WebhookEvent", "spec") == ["self == oldSelf"]
     assert rules("WebhookSubscription", "spec.retry")
-    assert len(ALL_RULES) == 7
+    assert rules("WebhookSubscription", "spec.rateLimit") == [
+        "self.requestsPerSecond > 0.0",
+        "!has(self.burst) || self.burst >= 1",
+    ]
+    assert len(ALL_RULES) == 9
 
 
 @pytest.mark.parametrize(("schema_node", "rule"), ALL_RULES)
@@ -459,6 +464,8 @@ EXPECTED_COLUMNS = {
         ("REASON", '.status.conditions[?(@.type=="Ready")].reason', 1),
         ("PAUSED", ".spec.paused", 1),
         ("FORMAT", ".spec.format", 1),
+        ("ORDERING", ".spec.ordering", 1),
+        ("RATE", ".spec.rateLimit.requestsPerSecond", 1),
         ("CONSECUTIVE-FAILURES", ".status.consecutiveFailures", 1),
         ("LAST-SUCCESS", ".status.lastSuccessTime", 1),
         ("FILTER", ".spec.filter", 1),
@@ -472,6 +479,7 @@ EXPECTED_COLUMNS = {
         ("SUCCEEDED", ".status.succeeded", 1),
         ("REASON", '.status.conditions[?(@.type=="Delivered")].reason', 1),
         ("SOURCE", ".spec.source", 1),
+        ("KEY", ".spec.orderingKey", 1),
     ],
 }
 
@@ -544,6 +552,13 @@ FULL_SUBSCRIPTION = subscription(
 
 def test_the_api_md_subscription_is_valid() -> None:
     assert validate_custom_resource(FULL_SUBSCRIPTION) == []
+
+
+def test_delivery_options_are_valid() -> None:
+    ordered = subscription(ordering="PerKey", rateLimit={"requestsPerSecond": 0.5, "burst": 3})
+    assert validate_custom_resource(ordered) == []
+    assert validate_custom_resource(subscription(rateLimit={"requestsPerSecond": 5})) == []
+    assert validate_custom_resource(event(orderingKey="order-1001")) == []
 
 
 def test_a_minimal_subscription_is_valid() -> None:
@@ -662,6 +677,13 @@ BAD_SUBSCRIPTIONS = [
     pytest.param({"signing": {}}, "'secretRef' is a required property", id="signing-without-ref"),
     pytest.param({"paused": "yes"}, "is not of type 'boolean'", id="paused-string"),
     pytest.param({"urll": "https://typo.example.com"}, "Additional properties", id="unknown-field"),
+    pytest.param({"ordering": "Sorted"}, "is not one of", id="bad-ordering"),
+    pytest.param({"rateLimit": {"requestsPerSecond": 0}}, "must be greater than 0", id="rate-0"),
+    pytest.param({"rateLimit": {"requestsPerSecond": -2}}, "must be greater than 0", id="rate-negative"),
+    pytest.param({"rateLimit": {"requestsPerSecond": 5, "burst": 0}}, "at least 1", id="burst-0"),
+    pytest.param(
+        {"rateLimit": {"burst": 5}}, "'requestsPerSecond' is a required property", id="rate-missing"
+    ),
 ]
 
 
@@ -692,6 +714,8 @@ BAD_EVENTS = [
     pytest.param({"subscriptions": [f"s{i}" for i in range(101)]}, "is too long", id="101-subscriptions"),
     pytest.param({"ttlSecondsAfterFinished": -1}, "less than the minimum", id="negative-ttl"),
     pytest.param({"source": ""}, "should be non-empty", id="empty-source"),
+    pytest.param({"orderingKey": ""}, "should be non-empty", id="empty-ordering-key"),
+    pytest.param({"orderingKey": "k" * 257}, "is too long", id="long-ordering-key"),
 ]
 
 

@@ -18,8 +18,10 @@ from typing import Any, Literal
 from webhook_operator.domain.backoff import DEFAULT_RETRY, RetryPolicy
 from webhook_operator.domain.filters import PayloadFilter, compile_filter
 from webhook_operator.domain.matching import pattern_problem
+from webhook_operator.domain.rate import RateLimit
 
 Format = Literal["StandardWebhooks", "CloudEvents"]
+Ordering = Literal["Unordered", "PerKey"]
 
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 32
@@ -33,6 +35,9 @@ TIMEOUT_BOUNDS = (1.0, 60.0)
 MAX_ATTEMPTS_BOUNDS = (1, 50)
 MAX_DELAY_BOUNDS = (1.0, 86400.0)
 MAX_IN_FLIGHT_BOUNDS = (1, 1000)
+REQUESTS_PER_SECOND_BOUNDS = (0.001, 10000.0)
+BURST_BOUNDS = (1, 10000)
+MAX_ORDERING_KEY_LENGTH = 256
 
 RESERVED_HEADERS = frozenset(
     {
@@ -76,6 +81,8 @@ class SubscriptionSpec:
     ca_bundle: SecretKeyRef | None = None
     client_cert_secret: str | None = None
     filter: PayloadFilter | None = None
+    ordering: Ordering = "Unordered"
+    rate_limit: RateLimit | None = None
 
     @functools.cached_property
     def secret_names(self) -> frozenset[str]:  # read on every delivery: computed once
@@ -94,6 +101,7 @@ class EventSpec:
     source: str | None = None
     subscriptions: tuple[str, ...] | None = None
     ttl_seconds_after_finished: int | None = None
+    ordering_key: str | None = None
 
 
 class _Invalid(Exception):
@@ -203,6 +211,8 @@ def _parse_subscription(spec: Mapping[str, Any]) -> SubscriptionSpec:
         ca_bundle=ca_bundle,
         client_cert_secret=client_cert,
         filter=payload_filter,
+        ordering=_ordering(spec.get("ordering", "Unordered")),
+        rate_limit=_rate_limit(spec.get("rateLimit")),
     )
 
 
@@ -252,7 +262,12 @@ def _parse_event(spec: Mapping[str, Any]) -> EventSpec:
     if ttl is not None:
         ttl = int(_number(ttl, "spec.ttlSecondsAfterFinished", 0, 10**9))
     return EventSpec(
-        type=type_, data=data, source=source, subscriptions=names, ttl_seconds_after_finished=ttl
+        type=type_,
+        data=data,
+        source=source,
+        subscriptions=names,
+        ttl_seconds_after_finished=ttl,
+        ordering_key=_ordering_key(spec.get("orderingKey")),
     )
 
 
@@ -327,3 +342,35 @@ def _number(value: object, where: str, low: float, high: float) -> float:
 
 def _ref_name(ref: object, where: str) -> str:
     return _string(_mapping(ref, where).get("name"), f"{where}.name", required=True)
+
+
+def _ordering(value: object) -> Ordering:
+    if value == "PerKey":
+        return "PerKey"
+    if value == "Unordered":
+        return "Unordered"
+    raise _Invalid("spec.ordering must be Unordered or PerKey")
+
+
+def _rate_limit(raw: object) -> RateLimit | None:
+    if raw is None:
+        return None
+    limit = _mapping(raw, "spec.rateLimit")
+    if "requestsPerSecond" not in limit:
+        raise _Invalid("spec.rateLimit.requestsPerSecond is required")
+    rate = _number(
+        limit["requestsPerSecond"], "spec.rateLimit.requestsPerSecond", *REQUESTS_PER_SECOND_BOUNDS
+    )
+    burst = _number(limit.get("burst", 1), "spec.rateLimit.burst", *BURST_BOUNDS)
+    if burst != int(burst):
+        raise _Invalid("spec.rateLimit.burst must be a whole number")
+    return RateLimit(requests_per_second=rate, burst=int(burst))
+
+
+def _ordering_key(value: object) -> str | None:
+    if value is None:
+        return None
+    key = _encodable(_string(value, "spec.orderingKey", required=True), "spec.orderingKey")
+    if len(key) > MAX_ORDERING_KEY_LENGTH:
+        raise _Invalid(f"spec.orderingKey is longer than {MAX_ORDERING_KEY_LENGTH} characters")
+    return key

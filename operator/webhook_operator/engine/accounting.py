@@ -7,34 +7,24 @@ outcome has succeeded, so a write that fails (and is retried) never counts anyth
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.apply import Outcome
 from webhook_operator.domain.clock import parse_time
 from webhook_operator.domain.deliveries import Delivery, State
+from webhook_operator.domain.keys import EventKey, SubscriptionKey
 from webhook_operator.domain.outcomes import AttemptResult, Verdict
 from webhook_operator.domain.specs import SubscriptionSpec
 from webhook_operator.domain.wire import EventEnvelope
 from webhook_operator.engine.circuits import Circuits
-from webhook_operator.engine.events import EventKey, event_ref, meta_field
-from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.events import event_ref, meta_field
+from webhook_operator.engine.health_tracker import HealthTracker
 from webhook_operator.engine.subscriptions import SubscriptionRegistry
 from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics, code_class
 from webhook_operator.recorder import EventRecorder
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One attempt's result, with what is needed to apply it again after a write conflict."""
-
-    attempts_before: int
-    result: AttemptResult | None  # None: deferred, no attempt made
-    at: dt.datetime
-    jitter: float
 
 
 class Accounting:
@@ -46,7 +36,7 @@ class Accounting:
         circuits: Circuits,
         metrics: Metrics,
         recorder: EventRecorder,
-        on_health_change: Callable[[SubKey], None],
+        on_health_change: Callable[[SubscriptionKey], None],
     ) -> None:
         self._subscriptions = subscriptions
         self._health = health
@@ -55,7 +45,9 @@ class Accounting:
         self._recorder = recorder
         self._on_health_change = on_health_change
 
-    def attempted(self, event: EventEnvelope, sub: SubKey, attempt: int, result: AttemptResult) -> None:
+    def attempted(
+        self, event: EventEnvelope, sub: SubscriptionKey, attempt: int, result: AttemptResult
+    ) -> None:
         """An HTTP attempt ended: its metrics and its log line, at once."""
         labels = (sub[0], sub[1])
         self._metrics.attempts.labels(*labels, result.verdict.value, code_class(result.status_code)).inc()
@@ -92,7 +84,7 @@ class Accounting:
             delivery = by_name.get(name)
             if outcome.result is None or delivery is None or delivery.attempts != outcome.attempts_before + 1:
                 continue
-            sub = (key[0], name)
+            sub = SubscriptionKey(key.namespace, name)
             record = self._subscriptions.get(sub)
             newly_disabled = self._health.record(
                 sub,

@@ -14,16 +14,13 @@ import asyncio
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Collection
 
 from webhook_operator.domain.backoff import RetryPolicy
-from webhook_operator.domain.circuit import Circuit, after_attempt, failing_message
+from webhook_operator.domain.circuit import Circuit, after_attempt
 from webhook_operator.domain.clock import utcnow
-from webhook_operator.domain.deliveries import Blocker, Target
+from webhook_operator.domain.keys import EventKey, SubscriptionKey
 from webhook_operator.domain.outcomes import Verdict
-from webhook_operator.engine.events import EventKey
-from webhook_operator.engine.health_tracker import SubKey
 from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics
 
@@ -36,7 +33,7 @@ class Circuits:
         threshold: int,
         *,
         metrics: Metrics,
-        waiting: Callable[[SubKey], Collection[EventKey]],
+        waiting: Callable[[SubscriptionKey], Collection[EventKey]],
         wake: Callable[[EventKey], None],
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
@@ -46,50 +43,44 @@ class Circuits:
         self._waiting = waiting
         self._wake = wake
         self._clock = clock
-        self._circuits: dict[SubKey, Circuit] = {}  # only endpoints with a failure streak
-        self._token: dict[SubKey, EventKey] = {}  # the event that may send the probe
-        self._probing: set[SubKey] = set()  # the token's holder sent it; the answer is awaited
-        self._passed: dict[SubKey, set[EventKey]] = {}  # woke for the probe, did not send it
-        self._timers: dict[SubKey, asyncio.TimerHandle] = {}
+        self._circuits: dict[SubscriptionKey, Circuit] = {}  # only endpoints with a failure streak
+        self._token: dict[SubscriptionKey, EventKey] = {}  # the event that may send the probe
+        self._probing: set[SubscriptionKey] = set()  # the token's holder sent it; the answer is awaited
+        self._passed: dict[SubscriptionKey, set[EventKey]] = {}  # woke for the probe, did not send it
+        self._timers: dict[SubscriptionKey, asyncio.TimerHandle] = {}
 
     @property
     def open_count(self) -> int:
         return sum(1 for circuit in self._circuits.values() if not circuit.is_closed)
 
-    def gate(
-        self, key: EventKey, targets: Mapping[str, Target], generations: Mapping[str, int]
-    ) -> dict[str, Target]:
-        """The targets as this event may use them: blocked where the circuit is open to it."""
-        gated = dict(targets)
-        now = self._clock()
-        for name, target in targets.items():
-            sub = (key[0], name)
-            circuit = self._circuits.get(sub)
-            if circuit is None or circuit.is_closed or target.blocker is not None:
-                continue
-            if circuit.generation != generations.get(name, circuit.generation):
-                self._close(sub, "the subscription's spec changed")  # a new URL, a new chance
-                continue
-            holder = self._token.get(sub)
-            if holder == key or (holder is None and circuit.probe_due(now)):
-                self._token[sub] = key
-                continue
-            gated[name] = replace(target, blocker=Blocker(FAILING, failing_message(circuit), gives_up=True))
-        return gated
+    def holding(self, sub: SubscriptionKey, key: EventKey, generation: int) -> Circuit | None:
+        """The open circuit that holds this event's delivery back, or None (closed, or this event
+        holds the probe token: its delivery is the probe)."""
+        circuit = self._circuits.get(sub)
+        if circuit is None or circuit.is_closed:
+            return None
+        if circuit.generation != generation:
+            self._close(sub, "the subscription's spec changed")  # a new URL, a new chance
+            return None
+        holder = self._token.get(sub)
+        if holder == key or (holder is None and circuit.probe_due(self._clock())):
+            self._token[sub] = key
+            return None
+        return circuit
 
-    def allows(self, sub: SubKey, key: EventKey) -> bool:
+    def allows(self, sub: SubscriptionKey, key: EventKey) -> bool:
         """Checked again just before sending: the circuit may have opened since `gate`."""
         circuit = self._circuits.get(sub)
         return circuit is None or circuit.is_closed or self._token.get(sub) == key
 
-    def sending(self, sub: SubKey, key: EventKey) -> None:
+    def sending(self, sub: SubscriptionKey, key: EventKey) -> None:
         """An attempt to `sub` is starting for event `key`: if it holds the token, it is the probe."""
         if self._token.get(sub) == key:
             self._probing.add(sub)
 
     def record(
         self,
-        sub: SubKey,
+        sub: SubscriptionKey,
         key: EventKey,
         verdict: Verdict,
         *,
@@ -143,7 +134,7 @@ class Circuits:
             del self._token[sub]
             self._hand_token(sub)
 
-    def forget(self, sub: SubKey) -> None:
+    def forget(self, sub: SubscriptionKey) -> None:
         """The subscription is gone."""
         self._close(sub, None)
 
@@ -152,7 +143,7 @@ class Circuits:
             timer.cancel()
         self._timers.clear()
 
-    def _close(self, sub: SubKey, why: str | None) -> None:
+    def _close(self, sub: SubscriptionKey, why: str | None) -> None:
         was_open = not self._circuits.get(sub, Circuit()).is_closed
         self._circuits.pop(sub, None)
         self._token.pop(sub, None)
@@ -167,19 +158,19 @@ class Circuits:
                 for key in list(self._waiting(sub)):
                     self._wake(key)
 
-    def _arm(self, sub: SubKey, circuit: Circuit) -> None:
+    def _arm(self, sub: SubscriptionKey, circuit: Circuit) -> None:
         if (timer := self._timers.pop(sub, None)) is not None:
             timer.cancel()
         assert circuit.retry_at is not None
         delay = max(0.0, (circuit.retry_at - self._clock()).total_seconds())
         self._timers[sub] = asyncio.get_running_loop().call_later(delay, self._probe_due, sub)
 
-    def _probe_due(self, sub: SubKey) -> None:
+    def _probe_due(self, sub: SubscriptionKey) -> None:
         self._timers.pop(sub, None)
         if sub not in self._token:
             self._hand_token(sub)
 
-    def _hand_token(self, sub: SubKey) -> None:
+    def _hand_token(self, sub: SubscriptionKey) -> None:
         """Wake one waiting event, not yet passed over, to send the probe."""
         passed = self._passed.get(sub, set())
         candidate = next((key for key in self._waiting(sub) if key not in passed), None)

@@ -21,8 +21,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from webhook_operator.domain.keys import EventKey
 from webhook_operator.domain.scope import NamespaceScope
-from webhook_operator.engine.events import EventKey
 from webhook_operator.engine.reflector import ObjectName, Observe, Reflector
 from webhook_operator.kube import GROUP_VERSION, KubeClient, resource_path
 from webhook_operator.logs import log
@@ -39,13 +39,16 @@ class EventWatch:
         *,
         observe: Observe,
         known: Callable[[str | None], Iterable[EventKey]],
+        on_listed: Callable[[str | None], None] = lambda namespace: None,
     ) -> None:
         """`observe(type, body)` gets every change; `known(namespace)` the keys already seen in
-        a namespace (None: all namespaces), so a re-LIST can tell which of them were deleted."""
+        a namespace (None: all namespaces), so a re-LIST can tell which of them were deleted;
+        `on_listed(namespace)` hears when a LIST of the namespace's events is complete."""
         self._kube = kube
         self._scope = scope
         self._observe = observe
         self._known = known
+        self._on_listed = on_listed
         self._watches: dict[str | None, asyncio.Task[None]] = {}
         self._namespace_watch: asyncio.Task[None] | None = None
         self._stopped: list[asyncio.Task[None]] = []
@@ -94,7 +97,7 @@ class EventWatch:
 
         reflector = Reflector(
             self._kube, _collection(namespace), what=f"{PLURAL} in {namespace or '*'}",
-            observe=self._observe, known=known,
+            observe=self._observe, known=known, on_listed=lambda: self._on_listed(namespace),
         )  # fmt: skip
         self._watches[namespace] = asyncio.create_task(
             reflector.run(), name=f"event watch {namespace or '*'}"

@@ -7,13 +7,12 @@ grows with what is in flight, not with what has been delivered.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.keys import EventKey
 from webhook_operator.recorder import ObjectRef
-
-EventKey = tuple[str, str]  # (namespace, name)
 
 
 @dataclass(frozen=True)
@@ -23,10 +22,19 @@ class Finished:
     delete_at: dt.datetime | None  # None: kept until someone deletes it
 
 
+# Told of every change: the event's latest body, or None once it is finished or gone.
+Listener = Callable[[EventKey, Mapping[str, Any] | None], None]
+
+
 class EventStore:
-    def __init__(self) -> None:
+    def __init__(self, listeners: Sequence[Listener] = ()) -> None:
         self._open: dict[EventKey, Mapping[str, Any]] = {}
         self._finished: dict[EventKey, Finished] = {}
+        self._listeners = tuple(listeners)
+
+    def _tell(self, key: EventKey, body: Mapping[str, Any] | None) -> None:
+        for listener in self._listeners:
+            listener(key, body)
 
     @property
     def open_count(self) -> int:
@@ -39,10 +47,11 @@ class EventStore:
     def observe(self, event_type: str, body: Mapping[str, Any]) -> EventKey | None:
         """A watch event; returns the key when the event needs a reconcile."""
         metadata = body.get("metadata") or {}
-        key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        key = EventKey(str(metadata.get("namespace", "")), str(metadata.get("name", "")))
         if event_type == "DELETED":
             self._open.pop(key, None)
             self._finished.pop(key, None)
+            self._tell(key, None)
             return key
         version = str(metadata.get("resourceVersion", ""))
         known = self._open.get(key)
@@ -57,6 +66,7 @@ class EventStore:
             return None
         self._finished.pop(key, None)
         self._open[key] = body
+        self._tell(key, body)
         return key
 
     def keys(self, namespace: str | None = None) -> list[EventKey]:
@@ -74,14 +84,17 @@ class EventStore:
         """Our own write's response: the freshest body we know."""
         self._finished.pop(key, None)
         self._open[key] = body
+        self._tell(key, body)
 
     def finish(self, key: EventKey, finished: Finished) -> None:
         self._open.pop(key, None)
         self._finished[key] = finished
+        self._tell(key, None)
 
     def forget(self, key: EventKey) -> None:
         self._open.pop(key, None)
         self._finished.pop(key, None)
+        self._tell(key, None)
 
 
 def _newer(candidate: str, known: str) -> bool:

@@ -14,9 +14,8 @@ from webhook_operator.domain.health import (
     disable_verdict,
     record_attempt,
 )
+from webhook_operator.domain.keys import SubscriptionKey
 from webhook_operator.domain.outcomes import Verdict
-
-SubKey = tuple[str, str]
 
 
 @dataclass
@@ -30,12 +29,12 @@ class Tracked:
 class HealthTracker:
     def __init__(self, rules: DisableRules) -> None:
         self._rules = rules
-        self._tracked: dict[SubKey, Tracked] = {}
+        self._tracked: dict[SubscriptionKey, Tracked] = {}
 
     def __len__(self) -> int:
         return len(self._tracked)
 
-    def ensure(self, key: SubKey, uid: str, status: Mapping[str, Any]) -> Tracked:
+    def ensure(self, key: SubscriptionKey, uid: str, status: Mapping[str, Any]) -> Tracked:
         """The tracked health, seeded from the status on first sight (or after re-creation)."""
         tracked = self._tracked.get(key)
         if tracked is None or tracked.uid != uid:
@@ -43,12 +42,12 @@ class HealthTracker:
             self._tracked[key] = tracked
         return tracked
 
-    def get(self, key: SubKey) -> Tracked | None:
+    def get(self, key: SubscriptionKey) -> Tracked | None:
         return self._tracked.get(key)
 
     def record(
         self,
-        key: SubKey,
+        key: SubscriptionKey,
         verdict: Verdict,
         *,
         now: dt.datetime,
@@ -70,7 +69,7 @@ class HealthTracker:
             tracked.egress_refusal = egress_refusal
         return disabled if disabled is not None and was_disabled is None else None
 
-    def reenable(self, key: SubKey) -> None:
+    def reenable(self, key: SubscriptionKey) -> None:
         tracked = self._tracked.get(key)
         if tracked is not None:
             tracked.health = replace(
@@ -78,5 +77,5 @@ class HealthTracker:
             )
             tracked.egress_refusal = None
 
-    def forget(self, key: SubKey) -> None:
+    def forget(self, key: SubscriptionKey) -> None:
         self._tracked.pop(key, None)

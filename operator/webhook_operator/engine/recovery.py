@@ -17,8 +17,8 @@ from typing import Any
 from webhook_operator.domain.clock import parse_time, utcnow
 from webhook_operator.domain.deliveries import Delivery
 from webhook_operator.domain.event_status import render_status, summarize
+from webhook_operator.domain.keys import EventKey
 from webhook_operator.domain.recovery import RecoveryRequest, recover_failed
-from webhook_operator.engine.events import EventKey
 from webhook_operator.kube import ConflictError, KubeClient, NotFoundError, resource_path
 from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics
@@ -74,7 +74,7 @@ class Recovery:
 
     async def _recover_one(self, body: Mapping[str, Any], subscription: str) -> int:
         metadata = body.get("metadata") or {}
-        key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        key = EventKey(str(metadata.get("namespace", "")), str(metadata.get("name", "")))
         for _ in range(_WRITE_ATTEMPTS):
             status = body.get("status")
             if not isinstance(status, Mapping) or not isinstance(status.get("deliveries"), list):

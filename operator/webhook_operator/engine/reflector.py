@@ -35,14 +35,17 @@ class Reflector:
         what: str,
         observe: Observe,
         known: Callable[[], Iterable[ObjectName]],
+        on_listed: Callable[[], None] = lambda: None,
     ) -> None:
         """`collection` is the API path to list and watch; `known()` the objects already seen
-        there, so a re-LIST can tell which of them were deleted while nobody watched."""
+        there, so a re-LIST can tell which of them were deleted while nobody watched;
+        `on_listed()` hears when a LIST is complete (everything in the collection observed)."""
         self._kube = kube
         self._collection = collection
         self._what = what
         self._observe = observe
         self._known = known
+        self._on_listed = on_listed
 
     async def run(self) -> None:
         version: str | None = None
@@ -89,6 +92,7 @@ class Reflector:
                 break
         for namespace, name in [key for key in self._known() if key not in seen]:
             self._observe("DELETED", {"metadata": {"namespace": namespace, "name": name}})
+        self._on_listed()
         return version
 
     async def _watch(self, version: str) -> str:

@@ -15,10 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook_operator.domain.keys import SecretKey, SubscriptionKey
 from webhook_operator.kube import KubeClient, resource_path
-
-SecretKey = tuple[str, str]  # (namespace, name)
-SubKey = tuple[str, str]  # the owner: a subscription's (namespace, name)
 
 
 @dataclass(frozen=True)
@@ -36,11 +34,11 @@ class SecretStore:
         self._data: dict[SecretKey, SecretData] = {}
         self._resource_versions: dict[SecretKey, str] = {}
         self._fetching: dict[SecretKey, asyncio.Future[SecretData]] = {}
-        self._owners: dict[SubKey, frozenset[SecretKey]] = {}
+        self._owners: dict[SubscriptionKey, frozenset[SecretKey]] = {}
         self._referenced: Counter[SecretKey] = Counter()
         self._version = 0
 
-    def refer(self, owner: SubKey, keys: frozenset[SecretKey]) -> None:
+    def refer(self, owner: SubscriptionKey, keys: frozenset[SecretKey]) -> None:
         """Record which Secrets `owner` (a subscription) names; unnamed Secrets are forgotten."""
         old = self._owners.get(owner, frozenset())
         if keys == old:
@@ -57,7 +55,7 @@ class SecretStore:
                 self._data.pop(key, None)
                 self._resource_versions.pop(key, None)
 
-    def owners_of(self, key: SecretKey) -> list[SubKey]:
+    def owners_of(self, key: SecretKey) -> list[SubscriptionKey]:
         return [owner for owner, keys in self._owners.items() if key in keys]
 
     async def get(self, key: SecretKey) -> SecretData:
@@ -82,7 +80,7 @@ class SecretStore:
     def observe(self, event_type: str, body: Mapping[str, Any]) -> SecretKey | None:
         """A watch event; returns the key when a referenced Secret changed."""
         metadata = body.get("metadata") or {}
-        key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+        key = SecretKey(str(metadata.get("namespace", "")), str(metadata.get("name", "")))
         if key not in self._referenced:
             return None
         if event_type == "DELETED":

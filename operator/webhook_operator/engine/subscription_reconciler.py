@@ -14,10 +14,11 @@ from typing import Any
 from webhook_operator.config import OperatorConfig
 from webhook_operator.domain.clock import utcnow
 from webhook_operator.domain.conditions import find_condition, upsert_condition
+from webhook_operator.domain.keys import SubscriptionKey
 from webhook_operator.domain.readiness import READY
 from webhook_operator.domain.recovery import pending_request, recovery_status
 from webhook_operator.domain.signing import public_keys
-from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.health_tracker import HealthTracker
 from webhook_operator.engine.recovery import Recovery
 from webhook_operator.engine.subscriptions import SubscriptionRecord, SubscriptionRegistry
 from webhook_operator.engine.workqueue import WorkQueue
@@ -47,8 +48,8 @@ class SubscriptionReconciler:
         health: HealthTracker,
         metrics: Metrics,
         recorder: EventRecorder,
-        queue: WorkQueue[SubKey],
-        on_unblocked: Callable[[SubKey], None],
+        queue: WorkQueue[SubscriptionKey],
+        on_unblocked: Callable[[SubscriptionKey], None],
         recovery: Recovery,
     ) -> None:
         self._config = config
@@ -60,20 +61,20 @@ class SubscriptionReconciler:
         self._queue = queue
         self._on_unblocked = on_unblocked
         self._recovery = recovery
-        self._reasons: dict[SubKey, tuple[str, str]] = {}  # (ready, reason), for the gauge
+        self._reasons: dict[SubscriptionKey, tuple[str, str]] = {}  # (ready, reason), for the gauge
         # What we last wrote, on top of which resourceVersion: until the watch brings our own
         # write back, the record still shows the old status, and we must not write it twice.
-        self._written: dict[SubKey, tuple[str, dict[str, Any]]] = {}
+        self._written: dict[SubscriptionKey, tuple[str, dict[str, Any]]] = {}
         self.status_writes = 0
 
-    def health_changed(self, key: SubKey) -> None:
+    def health_changed(self, key: SubscriptionKey) -> None:
         tracked = self._health.get(key)
         if tracked is None:
             return
         wait = tracked.last_flush + self._config.health_flush_seconds - time.monotonic()
         self._queue.add_after(key, wait)
 
-    async def reconcile(self, key: SubKey) -> None:
+    async def reconcile(self, key: SubscriptionKey) -> None:
         try:
             await self._reconcile(key)
         except KubeError as error:
@@ -85,7 +86,7 @@ class SubscriptionReconciler:
             )
             self._queue.add_after(key, 5.0)
 
-    async def _reconcile(self, key: SubKey) -> None:
+    async def _reconcile(self, key: SubscriptionKey) -> None:
         record = self._subscriptions.get(key)
         if record is None:
             self._forget(key)
@@ -191,7 +192,7 @@ class SubscriptionReconciler:
             self._recorder.record(_ref(record), event_reason, message, warning=warning)
             self._on_unblocked(record.key)  # no-op for blockers; EgressDenied lets failures land
 
-    def _update_gauge(self, key: SubKey, ready: str, reason: str) -> None:
+    def _update_gauge(self, key: SubscriptionKey, ready: str, reason: str) -> None:
         previous = self._reasons.get(key)
         if previous == (ready, reason):
             return
@@ -200,7 +201,7 @@ class SubscriptionReconciler:
         self._reasons[key] = (ready, reason)
         self._metrics.subscriptions.labels(ready, reason).inc()
 
-    def _forget(self, key: SubKey) -> None:
+    def _forget(self, key: SubscriptionKey) -> None:
         previous = self._reasons.pop(key, None)
         if previous is not None:
             self._metrics.subscriptions.labels(*previous).dec()

@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from webhook_operator.domain.deliveries import Target
 from webhook_operator.domain.egress import EgressPolicy, parse_ip_literal
+from webhook_operator.domain.keys import SecretKey, SubscriptionKey
 from webhook_operator.domain.readiness import Readiness, readiness
 from webhook_operator.domain.recovery import RECOVER_SINCE_ANNOTATION
 from webhook_operator.domain.signing import SigningKey, SigningKeyError, parse_signing_key
 from webhook_operator.domain.specs import SpecProblem, SubscriptionSpec, parse_subscription_spec
-from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.health_tracker import HealthTracker
 from webhook_operator.engine.secrets import SecretStore
 from webhook_operator.kube import KubeClient, KubeError, resource_path
 from webhook_operator.sender import Sender, TLSMaterial, TLSMaterialError
@@ -48,8 +48,8 @@ class SubscriptionRecord:
     recover_since_request: str | None = None
 
     @property
-    def key(self) -> SubKey:
-        return (self.namespace, self.name)
+    def key(self) -> SubscriptionKey:
+        return SubscriptionKey(self.namespace, self.name)
 
 
 def record_from_body(body: Mapping[str, Any]) -> SubscriptionRecord:
@@ -93,11 +93,6 @@ class SubscriptionState:
     keys: tuple[SigningKey, ...] = ()
     tls: ssl.SSLContext | None = None
 
-    @property
-    def target(self) -> Target:
-        spec = self.record.spec if isinstance(self.record.spec, SubscriptionSpec) else None
-        return Target(self.record.name, spec, self.readiness.blocker)
-
 
 @dataclass(frozen=True)
 class _Material:
@@ -115,7 +110,7 @@ class SubscriptionRegistry:
         self._health = health
         self._policy = policy
         self._index: SubscriptionIndex = {}
-        self._material: dict[SubKey, tuple[tuple[object, ...], _Material]] = {}
+        self._material: dict[SubscriptionKey, tuple[tuple[object, ...], _Material]] = {}
         self._synced: dict[str, int] = {}  # namespace -> resourceVersion of its last consistent LIST
         self._sync_locks: dict[str, asyncio.Lock] = {}
         self._kube: KubeClient | None = None
@@ -208,12 +203,12 @@ class SubscriptionRegistry:
         # time, whenever the watch is behind while a busy or failing endpoint's health is flushed.
         missing = 0
         for name, (uid, generation) in expected.items():
-            record = self.get((namespace, name))
+            record = self.get(SubscriptionKey(namespace, name))
             if record is None or record.uid != uid or record.generation < generation:
                 missing += 1
         return missing
 
-    def get(self, key: SubKey) -> SubscriptionRecord | None:
+    def get(self, key: SubscriptionKey) -> SubscriptionRecord | None:
         entries = self._index.get(("name", *key))
         return next(iter(entries), None) if entries is not None else None
 
@@ -221,7 +216,7 @@ class SubscriptionRegistry:
         entries = self._index.get(("ns", namespace))
         return list(entries) if entries is not None else []
 
-    def forget(self, key: SubKey) -> None:
+    def forget(self, key: SubscriptionKey) -> None:
         self._material.pop(key, None)
         self._secrets.refer(key, frozenset())
 
@@ -241,8 +236,8 @@ class SubscriptionRegistry:
 
     async def _load_material(self, record: SubscriptionRecord, spec: SubscriptionSpec) -> _Material:
         names = spec.secret_names
-        self._secrets.refer(record.key, frozenset((record.namespace, name) for name in names))
-        secrets = {name: await self._secrets.get((record.namespace, name)) for name in sorted(names)}
+        self._secrets.refer(record.key, frozenset(SecretKey(record.namespace, name) for name in names))
+        secrets = {name: await self._secrets.get(SecretKey(record.namespace, name)) for name in sorted(names)}
         fingerprint = (
             record.uid,
             record.resource_version,
