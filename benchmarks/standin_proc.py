@@ -19,7 +19,7 @@ import sys
 
 import aiohttp.web
 
-from webhook_operator.api_standin import ApiStandin
+from webhook_operator.testing.api_standin import ApiStandin
 
 COUNTS_PATH = "/_bench/counts"
 

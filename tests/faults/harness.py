@@ -27,8 +27,8 @@ import aiohttp.web
 import attrs
 import yarl
 
-from webhook_operator.api_standin import ApiStandin, _Endpoint
-from webhook_operator.api_standin_faults import Faults, status_response
+from webhook_operator.testing.api_standin import ApiStandin, _Endpoint
+from webhook_operator.testing.api_standin_faults import Faults, status_response
 
 NAMESPACE = "shop"
 GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from webhook_operator import demo
-from webhook_operator.demo_receiver import BuiltinVerifier, VerificationError
-from webhook_operator.demo_tables import evaluate, human_age
+from webhook_operator.demo import flow as demo
+from webhook_operator.demo.receiver import BuiltinVerifier, VerificationError
+from webhook_operator.demo.tables import evaluate, human_age
 from webhook_operator.domain.signing import parse_signing_key, signature
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +119,24 @@ def test_without_the_repository_or_the_dev_dependencies_it_uses_built_ins():
         "product-42-updated",
         "payment-3001-captured",
     }
+
+
+def test_without_the_demo_extra_it_says_which_install_adds_it_and_run_still_works():
+    """`pip install webhook-operator` alone: no kmock. The demo names the extra; `run` is unaffected."""
+    script = (
+        "import sys\n"
+        "sys.modules['kmock'] = None  # as if not installed: importing it fails\n"
+        "from webhook_operator.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result, _ = run([sys.executable, "-c", script, "demo"])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pip install 'webhook-operator[demo]'" in result.stderr
+    assert "needs kmock" in result.stderr
+    assert "Traceback" not in result.stderr
+    result, _ = run([sys.executable, "-c", script, "run", "--help"])
+    assert result.returncode == 0, result.stderr
+    assert "--allow-cidr" in result.stdout
 
 
 async def test_a_receiver_that_rejects_the_signatures_fails_the_demo_with_a_reason(monkeypatch):

@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import eventually
 from tests.integration.conftest import (
     NAMESPACE,
-    RunningOperator,
     condition,
     create_event,
     create_subscription,
@@ -25,6 +24,7 @@ from tests.integration.conftest import (
     wait_condition,
 )
 from webhook_operator.domain.health import DisableRules
+from webhook_operator.testing.operator_thread import OperatorThread
 
 EVENTS = "webhookevents"
 SUBS = "webhooksubscriptions"
@@ -73,8 +73,8 @@ async def _at_least(standin, reason: str, n: int) -> bool:
 
 
 @pytest.fixture
-async def disabling_operator(standin) -> AsyncIterator[RunningOperator]:
-    running = RunningOperator(test_config(standin, disable_rules=DisableRules(max_consecutive_failures=3)))
+async def disabling_operator(standin) -> AsyncIterator[OperatorThread]:
+    running = OperatorThread(test_config(standin, disable_rules=DisableRules(max_consecutive_failures=3)))
     await running.start()
     try:
         yield running

@@ -74,9 +74,9 @@ import yaml
 import yarl
 from kmock._internal import apps, k8s_dicts, references, rendering
 
-from webhook_operator.api_standin_faults import Faults, conflict_message, status_body, status_response
+from webhook_operator.testing.api_standin_faults import Faults, conflict_message, status_body, status_response
 
-CRDS_DIR = pathlib.Path(__file__).parent / "crds"
+CRDS_DIR = pathlib.Path(__file__).parent.parent / "crds"
 CRD_RESOURCE = references.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 _CRD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # what kube-apiserver draws generateName suffixes from

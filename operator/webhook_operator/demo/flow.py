@@ -2,9 +2,10 @@
 
 Three things run in this process, all over real HTTP on 127.0.0.1:
 
-- the Kubernetes API stand-in (`api_standin`), serving the CRDs;
-- the real operator (`main.run_operator`), in its own thread and event loop, as in production;
-- a receiver that verifies every signature (`demo_receiver`).
+- the Kubernetes API stand-in (`testing.api_standin`), serving the CRDs;
+- the real operator (`main.run_operator`), in its own thread and event loop, as in production
+  (`testing.operator_thread`);
+- a receiver that verifies every signature (`demo.receiver`).
 
 The demo applies the examples (the repository's `examples/*.yaml` when it runs from a checkout,
 built-in equivalents otherwise: a wheel does not ship `examples/`), their URLs pointed at the
@@ -25,27 +26,25 @@ import os
 import pathlib
 import secrets
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO, TypeVar
 
 import aiohttp
-import kopf
 import yaml
 
-from webhook_operator.api_standin import ApiStandin, StandinError, serve_api_standin
 from webhook_operator.config import OperatorConfig
-from webhook_operator.demo_receiver import Arrival, Receiver, Route, make_verifier, serve_receiver
-from webhook_operator.demo_tables import describe_event, get_table, printer_columns
+from webhook_operator.demo.receiver import Arrival, Receiver, Route, make_verifier, serve_receiver
+from webhook_operator.demo.tables import describe_event, get_table, printer_columns
 from webhook_operator.domain.clock import utcnow
-from webhook_operator.domain.egress import EgressPolicy
+from webhook_operator.testing.api_standin import ApiStandin, StandinError, serve_api_standin
+from webhook_operator.testing.operator_thread import OperatorFailed, OperatorThread, standin_config
 
 T = TypeVar("T")
 
 GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
-REPO_EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+REPO_EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "examples"
 LOG_ENV = "WEBHOOK_OPERATOR_DEMO_LOG"  # e.g. =info or =debug: the operator's own log lines on stderr
 NAMESPACE = "shop"
 
@@ -317,59 +316,6 @@ class Console:
         )
 
 
-# -- the operator in a thread ---------------------------------------------------------------------
-
-
-class OperatorThread:
-    """The real operator in a thread with its own event loop, as `webhook-operator run` runs it.
-
-    Its own loop, not a task in the demo's: kopf treats the tasks created after it started as
-    its own, and would wait for (then cancel) the demo's at shutdown.
-    """
-
-    def __init__(self, config: OperatorConfig) -> None:
-        self.config = config
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="operator", daemon=True)
-
-    def _run(self) -> None:
-        from webhook_operator.main import run_operator
-
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(run_operator(self.config, stop_flag=self._stop, ready_flag=self._ready))
-        except BaseException as error:  # reported by start()/alive()
-            self.error = error
-        finally:
-            self._ready.set()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def start(self) -> None:
-        self._thread.start()
-        ready = await asyncio.to_thread(self._ready.wait, STARTUP_TIMEOUT)
-        self.check()
-        if not ready:
-            raise DemoError(f"the operator did not get ready within {STARTUP_TIMEOUT:.0f} s")
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise DemoError(f"the operator stopped: {type(self.error).__name__}: {self.error}")
-        if self._thread.ident is not None and not self._thread.is_alive():
-            raise DemoError("the operator stopped unexpectedly")
-
-    async def stop(self) -> bool:
-        """Ask the operator to stop; True if it did within STOP_TIMEOUT."""
-        if self._thread.ident is None:
-            return True
-        self._stop.set()
-        await asyncio.to_thread(self._thread.join, STOP_TIMEOUT)
-        return not self._thread.is_alive()
-
-
 # -- the flow ---------------------------------------------------------------------------------------
 
 
@@ -393,7 +339,7 @@ async def run_demo(
         console.line()
         console.line("demo interrupted")
         return 130
-    except DemoError as error:
+    except (DemoError, OperatorFailed) as error:
         console.line()
         console.line(f"demo failed: {error}")
         console.line(f"(run again with {LOG_ENV}=debug to see the operator's log)")
@@ -473,7 +419,7 @@ class Demo:
             say("starting the operator (kopf, in its own thread)")
             operator = OperatorThread(self._config(standin))
             stack.push_async_callback(self._stop, operator)
-            await operator.start()
+            await operator.start(STARTUP_TIMEOUT)
             say("  operator running: watching WebhookSubscriptions, WebhookEvents and Secrets")
 
             self.console.line()
@@ -518,13 +464,7 @@ class Demo:
     # -- steps ----------------------------------------------------------------------------------
 
     def _config(self, standin: ApiStandin) -> OperatorConfig:
-        return OperatorConfig(
-            egress=EgressPolicy.from_cidrs(["127.0.0.0/8", "::1/128"]),
-            event_workers=8,
-            health_flush_seconds=0.2,
-            shutdown_grace_seconds=2.0,
-            connection=kopf.ConnectionInfo(server=str(standin.url), insecure=True),
-        )
+        return standin_config(standin.url, event_workers=8)
 
     def _route(
         self, receiver: Receiver, docs: Sequence[Mapping[str, Any]], keys: Mapping[tuple[str, str], str]
@@ -674,8 +614,10 @@ class Demo:
         await asyncio.wait_for(receiver.queue.join(), timeout=2)
 
     async def _stop(self, operator: OperatorThread) -> None:
-        if not await operator.stop():
-            self.console.step(f"  the operator did not stop within {STOP_TIMEOUT:.0f} s; leaving it behind")
+        try:
+            await operator.stop(STOP_TIMEOUT)
+        except OperatorFailed as error:
+            self.console.step(f"  {error}")
 
     # -- reading the API, as kubectl would ------------------------------------------------------
 
