@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook_operator.demo import flow as demo
+from webhook_operator.demo import examples, flow
 from webhook_operator.demo.receiver import BuiltinVerifier, VerificationError
 from webhook_operator.demo.tables import evaluate, human_age
 from webhook_operator.domain.signing import parse_signing_key, signature
@@ -141,10 +141,10 @@ def test_without_the_demo_extra_it_says_which_install_adds_it_and_run_still_work
 
 async def test_a_receiver_that_rejects_the_signatures_fails_the_demo_with_a_reason(monkeypatch):
     wrong_key = "whsec_" + "A" * 43 + "="
-    monkeypatch.setattr(demo, "make_verifier", lambda _key: BuiltinVerifier(wrong_key))
+    monkeypatch.setattr(flow, "make_verifier", lambda _key: BuiltinVerifier(wrong_key))
     out = io.StringIO()
     started = time.monotonic()
-    code = await demo.run_demo(events=1, out=out)
+    code = await flow.run_demo(events=1, out=out)
     text = out.getvalue()
     assert code == 1, text
     assert "signature INVALID" in text
@@ -160,16 +160,16 @@ async def test_an_example_naming_a_missing_secret_is_reported_before_anything_ru
         "spec: {url: 'http://localhost:8000/x', signing: {secretRef: {name: nowhere}}}\n"
     )
     out = io.StringIO()
-    assert await demo.run_demo(events=0, examples=tmp_path, out=out) == 1
+    assert await flow.run_demo(events=0, examples=tmp_path, out=out) == 1
     assert "demo failed: subscription lonely names Secret nowhere, which the examples lack" in out.getvalue()
 
 
 def test_the_built_in_examples_are_the_repository_examples():
     """The copy a wheel runs must not drift from examples/*.yaml (only the key differs: a fresh one)."""
-    docs, origin = demo.load_examples(REPO_ROOT / "examples")
+    docs, origin = examples.load_examples(REPO_ROOT / "examples")
     assert origin
-    from_repo = [demo.as_stored(doc) for doc in docs]
-    built_in = [demo.as_stored(doc) for doc in demo.builtin_examples()]
+    from_repo = [examples.as_stored(doc) for doc in docs]
+    built_in = [examples.as_stored(doc) for doc in examples.builtin_examples()]
     for doc in (*from_repo, *built_in):
         if doc["kind"] == "Secret":
             doc["data"]["signingKey"] = "<key>"

@@ -4,6 +4,7 @@ Installed with the `demo` extra (`pip install 'webhook-operator[demo]'`): the AP
 runs needs kmock. Production modules never import this package (an import-linter contract).
 """
 
-from webhook_operator.demo.flow import DemoError, as_stored, builtin_examples, load_examples, run_demo
+from webhook_operator.demo.examples import DemoError
+from webhook_operator.demo.flow import run_demo
 
-__all__ = ["DemoError", "as_stored", "builtin_examples", "load_examples", "run_demo"]
+__all__ = ["DemoError", "run_demo"]
