@@ -14,9 +14,9 @@ from typing import Any
 
 import kopf
 
+from webhook_operator.domain.api import GROUP_VERSION
 from webhook_operator.kube import KubeClient, KubeError, resource_path
 
-GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 

@@ -22,7 +22,8 @@ from typing import Any
 import aiohttp
 import kopf
 
-GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
+from webhook_operator.domain.api import GROUP_VERSION
+
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 _RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 4.0)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.api import GROUP_VERSION
 from webhook_operator.domain.clock import format_time, utcnow
 from webhook_operator.kube import KubeClient, KubeError, resource_path
 from webhook_operator.logs import log
@@ -25,7 +26,7 @@ class ObjectRef:
     namespace: str
     name: str
     uid: str
-    api_version: str = "webhooks.openplatform.dev/v1alpha1"
+    api_version: str = GROUP_VERSION
 
 
 class EventRecorder:

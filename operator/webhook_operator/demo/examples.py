@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
+from webhook_operator.domain.api import GROUP_VERSION
+
 REPO_EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "examples"
 NAMESPACE = "shop"
 

@@ -48,6 +48,7 @@ from webhook_operator.demo.examples import (
 )
 from webhook_operator.demo.receiver import Receiver, Route, make_verifier, serve_receiver
 from webhook_operator.demo.tables import describe_event, get_table, printer_columns
+from webhook_operator.domain.api import GROUP, Kind, Plural
 from webhook_operator.domain.clock import utcnow
 from webhook_operator.testing.api_standin import ApiStandin, StandinError, serve_api_standin
 from webhook_operator.testing.operator_thread import OperatorFailed, OperatorThread, standin_config
@@ -63,14 +64,14 @@ STOP_TIMEOUT = 10.0
 _PLURALS = {
     "Namespace": "namespaces",
     "Secret": "secrets",
-    "WebhookSubscription": "webhooksubscriptions",
-    "WebhookEvent": "webhookevents",
+    Kind.SUBSCRIPTION: Plural.SUBSCRIPTIONS,
+    Kind.EVENT: Plural.EVENTS,
 }
 _SHOWN_KIND = {
     "Namespace": "namespace",
     "Secret": "secret",
-    "WebhookSubscription": "webhooksubscription.webhooks.openplatform.dev",
-    "WebhookEvent": "webhookevent.webhooks.openplatform.dev",
+    Kind.SUBSCRIPTION: f"{Kind.SUBSCRIPTION.lower()}.{GROUP}",
+    Kind.EVENT: f"{Kind.EVENT.lower()}.{GROUP}",
 }
 
 
@@ -171,10 +172,10 @@ class Demo:
             now = utcnow()
             self.console.line()
             self.console.line(f"$ kubectl get webhooksubscriptions -n {NAMESPACE}")
-            self.console.line(get_table(subs, await self._columns("webhooksubscriptions"), now))
+            self.console.line(get_table(subs, await self._columns(Plural.SUBSCRIPTIONS), now))
             self.console.line()
             self.console.line(f"$ kubectl get webhookevents -n {NAMESPACE}")
-            self.console.line(get_table(final, await self._columns("webhookevents"), now))
+            self.console.line(get_table(final, await self._columns(Plural.EVENTS), now))
             self.console.line()
             retried = next(e for e in final if e["metadata"]["name"] == RETRY_EVENT)
             self.console.line(f"$ kubectl describe webhookevent {RETRY_EVENT} -n {NAMESPACE}")
@@ -227,7 +228,7 @@ class Demo:
         self.console.step(f"waiting for {len(names)} subscriptions to be Ready")
 
         async def all_ready() -> list[dict[str, Any]] | None:
-            subs = [await self._get("webhooksubscriptions", name) for name in names]
+            subs = [await self._get(Plural.SUBSCRIPTIONS, name) for name in names]
             return subs if all(_condition(s, "Ready").get("status") == "True" for s in subs) else None
 
         try:
@@ -235,7 +236,7 @@ class Demo:
         except TimeoutError:
             lines = []
             for name in names:
-                ready = _condition(await self._get("webhooksubscriptions", name), "Ready")
+                ready = _condition(await self._get(Plural.SUBSCRIPTIONS, name), "Ready")
                 if ready.get("status") != "True":
                     lines.append(
                         f"{name}: {ready.get('reason', 'no Ready condition yet')} {ready.get('message', '')}"
@@ -249,7 +250,7 @@ class Demo:
 
     async def _wait_delivered(self, operator: OperatorThread) -> list[dict[str, Any]]:
         async def all_final() -> list[dict[str, Any]] | None:
-            events = await self._list("webhookevents")
+            events = await self._list(Plural.EVENTS)
             done = all(
                 _condition(e, "Delivered").get("status") == "True"
                 or _condition(e, "Failed").get("status") == "True"
@@ -262,7 +263,7 @@ class Demo:
         except TimeoutError:
             waiting = [
                 f"{e['metadata']['name']} ({_delivery_summary(e)})"
-                for e in await self._list("webhookevents")
+                for e in await self._list(Plural.EVENTS)
                 if _condition(e, "Delivered").get("status") != "True"
             ]
             raise DemoError(
@@ -317,14 +318,14 @@ class Demo:
                     expected[entry["subscription"]] = expected.get(entry["subscription"], 0) + 1
 
         async def caught_up() -> list[dict[str, Any]] | None:
-            subs = await self._list("webhooksubscriptions")
+            subs = await self._list(Plural.SUBSCRIPTIONS)
             counts = {s["metadata"]["name"]: (s.get("status") or {}).get("deliveredCount", 0) for s in subs}
             return subs if all(counts.get(name) == n for name, n in expected.items()) else None
 
         try:
             return await _poll(caught_up, COUNTERS_TIMEOUT, operator)
         except TimeoutError:
-            subs = await self._list("webhooksubscriptions")
+            subs = await self._list(Plural.SUBSCRIPTIONS)
             got = {s["metadata"]["name"]: (s.get("status") or {}).get("deliveredCount") for s in subs}
             raise DemoError(f"subscription deliveredCount {got}, expected {expected}") from None
 
@@ -356,9 +357,7 @@ class Demo:
         return items
 
     async def _columns(self, plural: str) -> list[Any]:
-        crd = await self._call(
-            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.webhooks.openplatform.dev"
-        )
+        crd = await self._call(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{GROUP}")
         return printer_columns(crd)
 
     async def _k8s_events(self, obj: Mapping[str, Any]) -> list[dict[str, Any]]:

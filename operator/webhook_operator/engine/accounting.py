@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.api import EventReason
 from webhook_operator.domain.clock import parse_time
 from webhook_operator.domain.deliveries import Delivery, State
 from webhook_operator.domain.outcomes import AttemptResult, Verdict
@@ -117,7 +118,7 @@ class Accounting:
                 if delivery.attempts > 1:  # first-time successes are the norm, not a story to tell
                     self._recorder.record(
                         event_ref(body),
-                        "Delivered",
+                        EventReason.DELIVERED,
                         f"delivered to {name} after {delivery.attempts} attempts",
                     )
                 if created is not None:
@@ -128,7 +129,7 @@ class Accounting:
                 self._metrics.deliveries.labels(*sub, "failed").inc()
                 self._recorder.record(
                     event_ref(body),
-                    "DeliveryFailed",
+                    EventReason.DELIVERY_FAILED,
                     f"delivery to {name} failed after {delivery.attempts} attempt(s): {delivery.last_error}",
                     warning=True,
                 )
@@ -160,7 +161,7 @@ class Accounting:
             self._metrics.deliveries.labels(meta_field(body, "namespace"), name, "failed").inc()
             self._recorder.record(
                 event_ref(body),
-                "DeliveryFailed",
+                EventReason.DELIVERY_FAILED,
                 f"delivery to {name} failed ({delivery.reason}): {delivery.last_error}",
                 warning=True,
             )

@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
+from webhook_operator.domain.api import Reason
 from webhook_operator.domain.backoff import RetryPolicy
 from webhook_operator.domain.circuit import Circuit, after_attempt, failing_message
 from webhook_operator.domain.clock import utcnow
@@ -27,7 +28,7 @@ from webhook_operator.engine.health_tracker import SubKey
 from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics
 
-FAILING = "EndpointFailing"
+FAILING = Reason.ENDPOINT_FAILING
 
 
 class Circuits:

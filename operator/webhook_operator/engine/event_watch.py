@@ -22,11 +22,12 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from webhook_operator.domain.api import GROUP_VERSION, Plural
 from webhook_operator.engine.events import EventKey
-from webhook_operator.kube import GROUP_VERSION, KubeClient, KubeError, resource_path
+from webhook_operator.kube import KubeClient, KubeError, resource_path
 from webhook_operator.logs import log
 
-PLURAL = "webhookevents"
+PLURAL = Plural.EVENTS
 _PAGE = 500  # LIST page size: bounds the memory of one answer, as client-go's pager does
 _SERVER_TIMEOUT = 300  # seconds the server keeps a watch open; it then ends it and we resume
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)  # between failed LISTs or WATCHes, then the last, repeated

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.api import EventReason, Kind, Plural, Reason
 from webhook_operator.domain.clock import utcnow
 from webhook_operator.domain.conditions import find_condition, upsert_condition
 from webhook_operator.domain.readiness import READY
@@ -23,14 +24,15 @@ from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics
 from webhook_operator.recorder import EventRecorder, ObjectRef
 
-_EVENT_REASONS = {
-    "EndpointDisabled": ("EndpointDisabled", True),
-    "SecretNotFound": ("SecretNotFound", True),
-    "InvalidSecret": ("InvalidSecret", True),
-    "TLSConfigInvalid": ("TLSConfigInvalid", True),
-    "InvalidSpec": ("InvalidSpec", True),
-    "EgressDenied": ("EgressDenied", True),
-    "Paused": ("Paused", False),
+# Not-Ready reasons told as a Kubernetes Event of the same reason: whether it is a Warning.
+_EVENT_REASONS: dict[str, bool] = {
+    Reason.ENDPOINT_DISABLED: True,
+    Reason.SECRET_NOT_FOUND: True,
+    Reason.INVALID_SECRET: True,
+    Reason.TLS_CONFIG_INVALID: True,
+    Reason.INVALID_SPEC: True,
+    Reason.EGRESS_DENIED: True,
+    Reason.PAUSED: False,
 }
 
 
@@ -121,7 +123,7 @@ class SubscriptionReconciler:
             return
         try:
             await self._kube.merge_patch(
-                resource_path("webhooksubscriptions", *key, subresource="status"), {"status": changed}
+                resource_path(Plural.SUBSCRIPTIONS, *key, subresource="status"), {"status": changed}
             )
         except NotFoundError:
             return
@@ -141,7 +143,7 @@ class SubscriptionReconciler:
         disabled = tracked.health.disabled if tracked else None
         if disabled is not None and (asked_by_annotation or record.generation > disabled.generation):
             self._health.reenable(record.key)
-            self._recorder.record(_ref(record), "EndpointReenabled", "deliveries resume")
+            self._recorder.record(_ref(record), EventReason.ENDPOINT_REENABLED, "deliveries resume")
             log(logging.INFO, "endpoint re-enabled", subscription=f"{record.namespace}/{record.name}")
         elif tracked is not None and tracked.egress_refusal and record.generation > _observed(record.status):
             tracked.egress_refusal = None  # a new spec deserves a fresh verdict
@@ -155,10 +157,9 @@ class SubscriptionReconciler:
         if status == "True":
             self._on_unblocked(record.key)
             if previous is not None:
-                self._recorder.record(_ref(record), "Ready", message)
+                self._recorder.record(_ref(record), EventReason.READY, message)
         elif reason in _EVENT_REASONS:
-            event_reason, warning = _EVENT_REASONS[reason]
-            self._recorder.record(_ref(record), event_reason, message, warning=warning)
+            self._recorder.record(_ref(record), reason, message, warning=_EVENT_REASONS[reason])
             self._on_unblocked(record.key)  # no-op for blockers; EgressDenied lets failures land
 
     def _update_gauge(self, key: SubKey, ready: str, reason: str) -> None:
@@ -185,4 +186,4 @@ def _observed(status: Mapping[str, Any]) -> int:
 
 
 def _ref(record: SubscriptionRecord) -> ObjectRef:
-    return ObjectRef("WebhookSubscription", record.namespace, record.name, record.uid)
+    return ObjectRef(Kind.SUBSCRIPTION, record.namespace, record.name, record.uid)
