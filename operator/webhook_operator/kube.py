@@ -66,7 +66,6 @@ class KubeClient:
         self._watch_session: aiohttp.ClientSession | None = None  # long streams: a pool of their own
         self._relogin = relogin
         self._ready = asyncio.Event()
-        self.writes = 0  # every mutating request sent, for the benchmark's API-writes-per-event
 
     async def use(self, connection: kopf.ConnectionInfo) -> None:
         """Adopt credentials (from kopf's login); replaces the session when they change."""
@@ -151,8 +150,6 @@ class KubeClient:
         self, method: str, path: str, *, body: object = None, content_type: str = "application/json"
     ) -> dict[str, Any]:
         await self._ready.wait()
-        if method != "GET":
-            self.writes += 1
         data = json.dumps(body).encode() if body is not None else None
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
             assert self._session is not None

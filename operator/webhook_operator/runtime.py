@@ -49,7 +49,7 @@ class Engine:
         self.event_queue: WorkQueue[EventKey] = WorkQueue()
         self.subscription_queue: WorkQueue[SubKey] = WorkQueue()
         self.limiter = InFlightLimiter()
-        self.recorder = EventRecorder(self.kube)
+        self.recorder = EventRecorder(self.kube, metrics=self.metrics)
         self.subscription_reconciler = SubscriptionReconciler(
             config,
             kube=self.kube,
@@ -175,7 +175,6 @@ class Engine:
                 )
             ),
         ]
-        # Read `event_observed` now, not in __init__: the benchmark wraps it to time each event.
         self._watch = EventWatch(
             self.kube, self.config.scope, observe=self.event_observed, known=self.events.keys
         )

@@ -103,6 +103,12 @@ async def test_a_failing_endpoint_and_sixty_events_make_a_bounded_number_of_even
     assert len(failed) < len(names)
     assert operator.engine is not None
     assert operator.engine.recorder.suppressed >= len(names) - len(failed)
+    # The API-writes metric counts each Event the API server stored (none is left out of it).
+    posted = standin.count("create", resource="events")
+    written = operator.engine.metrics.registry.get_sample_value(
+        "webhook_operator_api_writes_total", {"kind": "kubernetes-event"}
+    )
+    assert written == posted >= len(failed)
     # At most one per object and reason: the Events name distinct WebhookEvents.
     per_object = Counter(e["involvedObject"]["name"] for e in failed)
     assert max(per_object.values()) == 1

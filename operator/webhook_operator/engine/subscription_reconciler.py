@@ -61,7 +61,6 @@ class SubscriptionReconciler:
         # What we last wrote, on top of which resourceVersion: until the watch brings our own
         # write back, the record still shows the old status, and we must not write it twice.
         self._written: dict[SubKey, tuple[str, dict[str, Any]]] = {}
-        self.status_writes = 0
 
     def health_changed(self, key: SubKey) -> None:
         tracked = self._health.get(key)
@@ -129,7 +128,6 @@ class SubscriptionReconciler:
             return
         base = dict(written[1]) if written is not None and written[0] == record.resource_version else {}
         self._written[key] = (record.resource_version, {**base, **changed})
-        self.status_writes += 1
         self._metrics.api_writes.labels("subscription-status").inc()
         tracked.last_flush = time.monotonic()
         self._notify(record, condition.status, condition.reason, condition.message)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import functools
 import json
+from collections.abc import Callable
 
 import aiohttp.web
 import attrs
@@ -33,6 +34,8 @@ class StandinReads(StandinStorage):
     keep_alive: bool = False  # False: `Connection: close` on every answer (kopf's fast shutdown)
     # plural -> seconds: live watch events of that resource arrive this late (a lagging watch)
     watch_lag: dict[str, float] = attrs.field(factory=dict, init=False)
+    # Called with each event as it is written to a watch stream (the benchmark times them).
+    on_watch_write: Callable[[WatchEvent], None] | None = attrs.field(default=None, init=False)
 
     def _matcher(self, target: Target) -> Match:
         checks = selector(target.params.get("labelSelector", ""), label_of)
@@ -109,11 +112,15 @@ class StandinReads(StandinStorage):
             await response.prepare(raw)
             for event in backlog:
                 await response.write(event.line())
+                if self.on_watch_write is not None:
+                    self.on_watch_write(event)
             async with asyncio.timeout(timeout):
                 while (live := await watch.queue.get()) is not None:
                     if lag := self.watch_lag.get(resource.plural or ""):
                         await asyncio.sleep(lag)
                     await response.write(live.line())
+                    if self.on_watch_write is not None:
+                        self.on_watch_write(live)
             await response.write_eof()
         except (TimeoutError, ConnectionError):
             pass
