@@ -22,6 +22,8 @@ class Settings:
     storm: int = 1000
     storm_max_delay: int = 10  # the broken subscription's retry: Exponential from 1 s, capped here
     memory: int = 10_000
+    startup_events: int = 10_000
+    startup_subs: int = 1_000
     ceiling_ops: int = 2000
     http_requests: int = 5000
     paced_seconds: float = 8.0
@@ -35,7 +37,7 @@ class Settings:
     json_only: bool = False
     profile: str | None = None
     keep_logs: str | None = None
-    phases: tuple[str, ...] = ("sustained", "half_rate", "head_of_line", "fanout", "memory")
+    phases: tuple[str, ...] = ("sustained", "half_rate", "head_of_line", "fanout", "memory", "startup")
 
 
 QUICK: dict[str, Any] = {
@@ -43,6 +45,8 @@ QUICK: dict[str, Any] = {
     "fanout": 20,
     "storm": 100,
     "memory": 500,
+    "startup_events": 300,
+    "startup_subs": 30,
     "ceiling_ops": 300,
     "http_requests": 600,
     "paced_seconds": 1.5,
@@ -60,6 +64,8 @@ TARGETS = {
     "hol_p99_ratio": ("<=", 1.5, "healthy p99 in storm / unloaded"),
     "api_writes_per_event": ("<=", 2.0, "API writes per event (with its create)"),
     "rss_mb_at_memory": ("<=", 200.0, "RSS with the memory set known"),
+    "startup_writes_to_finished": ("<=", 0, "writes to finished events after a restart"),
+    "startup_new_event_s": ("<=", 10.0, "a new event's receipt after a restart (s)"),
 }
 
 

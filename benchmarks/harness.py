@@ -50,6 +50,8 @@ class Harness:
         self.ns = ""
         self.ns_memory = ""
         self.ns_ceiling = ""
+        self.ns_start = ""
+        self._operator_log: Any = None
         self.main_events = 0  # events created in the main namespace so far
 
     # -- the receiver and the operator's control port ------------------------------------------
@@ -207,34 +209,8 @@ class Harness:
     # -- phases ------------------------------------------------------------------------------------
 
     async def start_operator(self, log_file: Any) -> None:
-        where = (
-            ["--kubeconfig", self.s.kubeconfig]
-            if self.s.kubeconfig
-            else ["--server", self.cluster.connection.server]
-        )
-        self.operator = procs.start(
-            "operator",
-            "benchmarks.operator_proc",
-            *where,
-            "-n",
-            self.ns,
-            "-n",
-            self.ns_memory,
-            "--workers",
-            str(self.s.workers),
-            *(
-                ("--circuit-after-failures", str(self.s.circuit_after_failures))
-                if self.s.circuit_after_failures is not None
-                else ()
-            ),
-            log=log_file,
-        )
-        self.control = self.operator.info["control"]
-        deadline = time.monotonic() + 60
-        while not (await self.op_stats()).get("ready"):
-            if time.monotonic() > deadline or self.operator.process.poll() is not None:
-                raise RuntimeError("the operator did not get ready; see its log")
-            await asyncio.sleep(0.1)
+        self._operator_log = log_file
+        await self.launch_operator()
         await self.subscribe("sink", "/sink", ["bench.load"])
         await self.wait_ready(self.ns, {"sink"}, 30)
         _, warm = await self.burst("warmup", "bench.load", 50)
@@ -242,6 +218,35 @@ class Harness:
         await self.op_settled(30)
         rss = self.operator.memory_kib()["vmrss"] / 1024
         log(f"operator ready (pid {self.operator.pid}, RSS {rss:.0f} MB), 'sink' Ready, warmed up")
+
+    async def launch_operator(self) -> float:
+        """Start the operator process; returns the monotonic time it reported ready."""
+        where = (
+            ["--kubeconfig", self.s.kubeconfig]
+            if self.s.kubeconfig
+            else ["--server", self.cluster.connection.server]
+        )
+        circuit = (
+            ("--circuit-after-failures", str(self.s.circuit_after_failures))
+            if self.s.circuit_after_failures is not None
+            else ()
+        )
+        namespaces = [arg for ns in (self.ns, self.ns_memory, self.ns_start) for arg in ("-n", ns)]
+        self.operator = await asyncio.to_thread(
+            procs.start, "operator", "benchmarks.operator_proc", *where, *namespaces,
+            "--workers", str(self.s.workers), *circuit, log=self._operator_log,
+        )  # fmt: skip
+        self.control = self.operator.info["control"]
+        deadline = time.monotonic() + 60
+        while not (await self.op_stats()).get("ready"):
+            if time.monotonic() > deadline or self.operator.process.poll() is not None:
+                raise RuntimeError("the operator did not get ready; see its log")
+            await asyncio.sleep(0.05)
+        return time.monotonic()
+
+    async def stop_operator(self) -> None:
+        if self.operator is not None:
+            await asyncio.to_thread(procs.stop, self.operator, 30)
 
     @property
     def helpers(self) -> dict[str, procs.Helper]:

@@ -1,4 +1,4 @@
-"""Phases 4-6: head-of-line blocking under a retry storm, fan-out, memory."""
+"""Phases 4-7: head-of-line blocking under a retry storm, fan-out, memory, start-up (`startup`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from benchmarks import startup
 from benchmarks.cluster import run_concurrently
 from benchmarks.common import (
     CONCURRENT_CREATORS,
@@ -177,3 +178,6 @@ class LoadPhases(Harness):
             f"memory: {stats['subscriptions'].get(self.ns_memory)} subscriptions, {stats['events_finished']} "
             f"finished events known: RSS {self.results['rss_mb_at_memory']} MB (settled in {settle_s:.0f} s)"
         )
+
+    async def startup(self) -> None:
+        await startup.run(self)

@@ -18,7 +18,8 @@ Progress goes to stderr; stdout gets a table and one JSON line (only the JSON li
 `--json-only`). docs/performance.md explains the method and the numbers.
 
 Here: the run and its command line. The phases are in `phases_throughput` (1-3) and
-`phases_load` (4-6), on the `harness` they share; `report` judges and prints the results.
+`phases_load` (4-6, and the start-up phase of `startup`), on the `harness` they share;
+`report` judges and prints the results.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ async def run(settings: Settings) -> dict[str, Any]:
                 await cluster.check_crds()
             bench.ns = await cluster.create_namespace("webhook-bench-")
             bench.ns_memory, bench.ns_ceiling = f"{bench.ns}-mem", f"{bench.ns}-ceil"
-            await cluster.ensure_namespace(bench.ns_memory)
-            await cluster.ensure_namespace(bench.ns_ceiling)
+            bench.ns_start = f"{bench.ns}-start"
+            for namespace in (bench.ns_memory, bench.ns_ceiling, bench.ns_start):
+                await cluster.ensure_namespace(namespace)
             log(f"namespaces {bench.ns}, {bench.ns_memory}, {bench.ns_ceiling}; logs in {workdir}")
             try:
                 await bench.ceilings()
@@ -102,7 +104,7 @@ async def run(settings: Settings) -> dict[str, Any]:
                     code = procs.stop(bench.operator, timeout=30)
                     bench.results["operator_exit_code"] = code
                 if settings.kubeconfig:
-                    for namespace in (bench.ns, bench.ns_memory, bench.ns_ceiling):
+                    for namespace in (bench.ns, bench.ns_memory, bench.ns_ceiling, bench.ns_start):
                         with contextlib.suppress(Exception):
                             await cluster.delete_namespace(namespace)
                     log("namespaces deleted")

@@ -93,7 +93,7 @@ def test_kinds_plurals_group_and_annotations_are_named() -> None:
         ("### Ready", api.READY_REASONS),
         ("### Delivered", api.DELIVERED_REASONS),
         ("### Failed", api.FAILED_REASONS),
-        ("### Delivery reasons", api.WAITING_REASONS),
+        ("### Delivery reasons", (*api.WAITING_REASONS, *api.OTHER_DELIVERY_FAILURE_REASONS)),
         ("### Endpoint disabled", api.DISABLED_REASONS),
         ("## Kubernetes Events", tuple(api.EventReason)),
     ],
@@ -109,6 +109,7 @@ def test_every_reason_of_the_code_is_in_one_of_the_groups_the_reference_explains
         *api.DELIVERED_REASONS,
         *api.FAILED_REASONS,
         *api.WAITING_REASONS,
+        *api.OTHER_DELIVERY_FAILURE_REASONS,
         *api.DISABLED_REASONS,
     }
     assert set(api.Reason) - grouped == set()

@@ -29,6 +29,9 @@ class Annotation(enum.StrEnum):
     REDELIVER = f"{GROUP}/redeliver"
     # On a WebhookSubscription: a new value re-enables a disabled endpoint.
     REENABLE = f"{GROUP}/reenable"
+    # On a WebhookSubscription: an RFC 3339 time; a new value puts back to Pending its failed
+    # deliveries of events created since then.
+    RECOVER_SINCE = f"{GROUP}/recover-since"
 
 
 class ConditionType(enum.StrEnum):
@@ -69,6 +72,10 @@ class Reason(enum.StrEnum):
     # A delivery waiting for a reason of the operator's own, or put back by the annotation.
     MAX_IN_FLIGHT = "MaxInFlight"
     REDELIVERED = "Redelivered"
+    RECOVERED = "Recovered"
+    # A delivery failed because the subscription's filter failed on the event (the event's
+    # Failed condition reads PermanentError).
+    FILTER_ERROR = "FilterError"
     # Why an endpoint was disabled (`status.endpointDisabled.reason`; also Gone).
     SUSTAINED_FAILURE = "SustainedFailure"
 
@@ -112,7 +119,10 @@ WAITING_REASONS = (
     Reason.ENDPOINT_FAILING,
     Reason.MAX_IN_FLIGHT,
     Reason.REDELIVERED,
+    Reason.RECOVERED,
 )
+# `status.deliveries[].reason` of a Failed delivery that the Failed condition does not repeat.
+OTHER_DELIVERY_FAILURE_REASONS = (Reason.FILTER_ERROR,)
 DISABLED_REASONS = (Reason.GONE, Reason.SUSTAINED_FAILURE)
 
 
@@ -125,3 +135,5 @@ class EventReason(enum.StrEnum):
     DELIVERY_FAILED = "DeliveryFailed"
     READY = "Ready"  # a subscription Ready again
     ENDPOINT_REENABLED = "EndpointReenabled"
+    DELIVERIES_RECOVERED = "DeliveriesRecovered"  # a recover-since value acted on
+    RECOVER_SINCE_INVALID = "RecoverSinceInvalid"  # a recover-since value that is not a time
