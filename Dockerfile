@@ -21,7 +21,8 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/venv \
  && python -m pip --python /opt/venv/bin/python install /wheels/*.whl \
  && /opt/venv/bin/python -c "import webhook_operator, importlib.resources as r; \
-assert r.files('webhook_operator').joinpath('crds/webhookevents.yaml').is_file()"
+assert r.files('webhook_operator').joinpath('crds/webhookevents.yaml').is_file(); \
+import importlib.util as u; assert u.find_spec('kmock') is None, 'the demo extra must stay out of the image'"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="webhook-operator" \

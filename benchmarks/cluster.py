@@ -14,9 +14,9 @@ from typing import Any
 
 import kopf
 
+from webhook_operator.domain.api import GROUP_VERSION
 from webhook_operator.kube import KubeClient, KubeError, resource_path
 
-GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
@@ -134,6 +134,14 @@ class Cluster:
 
     async def delete(self, plural: str, namespace: str, name: str) -> None:
         await self.kube.delete(resource_path(plural, namespace, name))
+
+    async def added_written(self, prefix: str) -> dict[str, float] | None:
+        """When the stand-in wrote the ADDED watch event of each event named prefix... to a watch
+        (time.monotonic(); forgotten once told). None on a real cluster."""
+        if not self.standin:
+            return None
+        answer = await self.kube.get(f"/_bench/added?prefix={prefix}")
+        return {name: float(at) for name, at in (answer or {}).items()}
 
     async def write_counts(self) -> dict[str, int] | None:
         """Writes served so far, by "verb resource[/subresource]" (the stand-in only; else None)."""

@@ -8,9 +8,8 @@ run` does (SIGTERM/SIGINT stop it gracefully), with loopback allowed for the loc
 production logging (JSON, INFO) to stderr. Once serving it prints `{"control": URL, "pid": N}`.
 
 The control server (a thread, so it never adds tasks to kopf's loop) answers:
-- `GET /stats?ns=NS` the engine's counters, its API writes, this process's CPU and memory;
-- `GET /added?prefix=P` when the ADDED watch event of each event named P... reached the
-  engine (time.monotonic()), to split latency into watch lag and delivery;
+- `GET /stats?ns=NS` the engine's counters, its API writes (the Prometheus metric), this
+  process's CPU and memory;
 - `POST /profile/start`, `POST /profile/stop?path=FILE` a pyinstrument profile of the loop.
 Both run their work on the operator's loop thread through `call_soon_threadsafe`.
 """
@@ -27,7 +26,6 @@ import os
 import resource
 import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -52,23 +50,10 @@ class Control:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()
         self.profiler: Any = None
-        self.added: dict[str, float] = {}  # event name -> when its ADDED watch event reached us
 
     def adopt(self, engine: Engine) -> None:
         self.engine = engine
         self.loop = asyncio.get_running_loop()
-        self.observed = 0
-        self.last_observed = time.monotonic()
-        observe = engine.event_observed
-
-        def observed(event_type: str, body: Any) -> None:  # watch lag: is kopf still catching up?
-            self.observed += 1
-            self.last_observed = time.monotonic()
-            if event_type == "ADDED" and len(self.added) < 50_000:
-                self.added.setdefault(str(body.get("metadata", {}).get("name")), self.last_observed)
-            observe(event_type, body)
-
-        engine.event_observed = observed  # type: ignore[method-assign]
 
     def on_loop(self, work: Callable[[], Any]) -> Any:
         """Run `work` on the operator's loop thread and wait for its result (no task is created)."""
@@ -106,10 +91,7 @@ class Control:
             return {
                 **engine.stats(),
                 "subscription_queue": len(engine.subscription_queue),
-                "kube_writes": engine.kube.writes,
                 "api_writes": writes,
-                "watch_events": self.observed,
-                "watch_idle_s": time.monotonic() - self.last_observed,
                 "subscriptions": {ns: len(engine.subscriptions.in_namespace(ns)) for ns in namespaces},
             }
 
@@ -154,12 +136,6 @@ def serve_control(control: Control) -> http.server.ThreadingHTTPServer:
             query = urllib.parse.parse_qs(url.query)
             if url.path == "/stats":
                 self._answer(control.stats(query.get("ns", [])))
-            elif url.path == "/added":  # and forget them: the memory phase must not count these
-                prefix = query.get("prefix", [""])[0]
-                found = {name: t for name, t in list(control.added.items()) if name.startswith(prefix)}
-                for name in found:
-                    control.added.pop(name, None)
-                self._answer(found)
             else:
                 self._answer({"error": "not found"}, 404)
 

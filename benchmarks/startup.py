@@ -20,17 +20,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.cluster import run_concurrently
+from benchmarks.common import log
 
 if TYPE_CHECKING:
-    from benchmarks.run import Benchmark
+    from benchmarks.harness import Harness
 
 EVENTS = "webhookevents"
 CONCURRENT = 32
 
 
-async def run(bench: Benchmark) -> None:
-    from benchmarks.run import log
-
+async def run(bench: Harness) -> None:
     ns, n_events, n_subs = bench.ns_start, bench.s.startup_events, bench.s.startup_subs
     t0 = time.monotonic()
 
@@ -81,7 +80,7 @@ async def run(bench: Benchmark) -> None:
     )
 
 
-async def _all_finished(bench: Benchmark, namespace: str, count: int, timeout: float) -> float:
+async def _all_finished(bench: Harness, namespace: str, count: int, timeout: float) -> float:
     started = time.monotonic()
     deadline = started + timeout
     while time.monotonic() < deadline:
@@ -92,7 +91,7 @@ async def _all_finished(bench: Benchmark, namespace: str, count: int, timeout: f
     raise RuntimeError(f"the start-up history was not delivered within {timeout:.0f} s")
 
 
-async def _versions(bench: Benchmark, namespace: str) -> dict[str, str]:
+async def _versions(bench: Harness, namespace: str) -> dict[str, str]:
     return {
         item["metadata"]["name"]: item["metadata"]["resourceVersion"]
         for item in await bench.cluster.list(EVENTS, namespace)

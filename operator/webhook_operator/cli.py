@@ -119,12 +119,30 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     )
 
 
+# What `webhook-operator demo` needs beyond `run`: the `demo` extra.
+DEMO_EXTRA_MODULES = ("kmock", "jsonpatch", "jsonpointer", "attrs", "yarl")
+DEMO_INSTALL_HINT = "pip install 'webhook-operator[demo]'"
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    try:
+        from webhook_operator.demo import run_demo
+    except ModuleNotFoundError as error:
+        if error.name not in DEMO_EXTRA_MODULES:
+            raise
+        print(
+            f"webhook-operator demo: needs {error.name}, which comes with the demo extra: "
+            f"{DEMO_INSTALL_HINT} (from a checkout: pip install '.[demo]')",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(run_demo(events=args.events, log_level=args.log_level))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        from webhook_operator.demo import run_demo
-
-        return asyncio.run(run_demo(events=args.events, log_level=args.log_level))
+        return run_demo_command(args)
 
     try:
         config = config_from_args(args)

@@ -22,7 +22,8 @@ from typing import Any
 import aiohttp
 import kopf
 
-GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
+from webhook_operator.domain.api import GROUP_VERSION
+
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 _RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 4.0)
@@ -65,7 +66,6 @@ class KubeClient:
         self._watch_session: aiohttp.ClientSession | None = None  # long streams: a pool of their own
         self._relogin = relogin
         self._ready = asyncio.Event()
-        self.writes = 0  # every mutating request sent, for the benchmark's API-writes-per-event
 
     async def use(self, connection: kopf.ConnectionInfo) -> None:
         """Adopt credentials (from kopf's login); replaces the session when they change."""
@@ -150,8 +150,6 @@ class KubeClient:
         self, method: str, path: str, *, body: object = None, content_type: str = "application/json"
     ) -> dict[str, Any]:
         await self._ready.wait()
-        if method != "GET":
-            self.writes += 1
         data = json.dumps(body).encode() if body is not None else None
         for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
             assert self._session is not None

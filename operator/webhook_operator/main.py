@@ -17,11 +17,10 @@ import aiohttp.abc
 import kopf
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.api import GROUP, VERSION, Plural
 from webhook_operator.domain.keys import SubscriptionKey
 from webhook_operator.engine.subscriptions import index_keys, record_from_body
 from webhook_operator.runtime import Engine
-
-GROUP, VERSION = "webhooks.openplatform.dev", "v1alpha1"
 
 
 def _engine(memo: Any) -> Engine:
@@ -55,12 +54,12 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 # and would touch the engine's asyncio objects (the work queue's Event) from a foreign thread.
 
 
-@kopf.index(GROUP, VERSION, "webhooksubscriptions")
+@kopf.index(GROUP, VERSION, Plural.SUBSCRIPTIONS)
 async def subscription_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], Any]:
     return index_keys(record_from_body(body))
 
 
-@kopf.on.event(GROUP, VERSION, "webhooksubscriptions")
+@kopf.on.event(GROUP, VERSION, Plural.SUBSCRIPTIONS)
 async def subscription_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     _engine(memo).subscription_changed(SubscriptionKey(namespace or "", name), deleted=type == "DELETED")
 

@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.api import GROUP_VERSION
 from webhook_operator.domain.clock import format_time, utcnow
 from webhook_operator.kube import KubeClient, KubeError, resource_path
 from webhook_operator.logs import log
+from webhook_operator.metrics import Metrics
 
 COMPONENT = "webhook-operator"
 
@@ -25,14 +27,21 @@ class ObjectRef:
     namespace: str
     name: str
     uid: str
-    api_version: str = "webhooks.openplatform.dev/v1alpha1"
+    api_version: str = GROUP_VERSION
 
 
 class EventRecorder:
     def __init__(
-        self, kube: KubeClient, *, window: float = 60.0, per_second: float = 5.0, burst: int = 20
+        self,
+        kube: KubeClient,
+        *,
+        metrics: Metrics | None = None,
+        window: float = 60.0,
+        per_second: float = 5.0,
+        burst: int = 20,
     ) -> None:
         self._kube = kube
+        self._metrics = metrics
         self._window = window
         self._rate = per_second
         self._burst = burst
@@ -98,5 +107,7 @@ class EventRecorder:
         try:
             await self._kube.create(resource_path("events", ref.namespace), body)
             self.posted += 1
+            if self._metrics is not None:
+                self._metrics.api_writes.labels("kubernetes-event").inc()
         except KubeError as error:
             log(20, "could not post a Kubernetes Event", reason=reason, error=str(error)[:200])

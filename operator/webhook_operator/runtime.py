@@ -60,7 +60,7 @@ class Engine:
         self.events = EventStore(listeners=[self.ordering.observe])
         self.subscription_queue: WorkQueue[SubscriptionKey] = WorkQueue()
         self.limiter = InFlightLimiter()
-        self.recorder = EventRecorder(self.kube)
+        self.recorder = EventRecorder(self.kube, metrics=self.metrics)
         self.subscription_reconciler = SubscriptionReconciler(
             config,
             kube=self.kube,
@@ -208,7 +208,6 @@ class Engine:
                 )
             ),
         ]
-        # Read `event_observed` now, not in __init__: the benchmark wraps it to time each event.
         self._watch = EventWatch(
             self.kube,
             self.config.scope,

@@ -3,7 +3,7 @@
 Why this shape:
 - One `httpx.AsyncClient` for the process, on an aiohttp connection pool: httpcore's pool
   checks every connection per request and falls to ~200 req/s at 64 concurrent requests,
-  aiohttp's holds thousands (see shared/MEASUREMENTS.md).
+  aiohttp's holds thousands (docs/performance.md, "Measured before the design").
 - The egress check sits in the connector's resolver, so it judges the address that is actually
   connected to, after DNS: a name that resolves to 10.x or changes between check and connect
   (DNS rebinding) cannot get through. aiohttp connects to the checked address and still verifies

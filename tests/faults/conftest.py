@@ -24,9 +24,8 @@ from tests.faults.harness import (
     serve_standin,
 )
 from tests.faults.runner import OperatorProcess
-from tests.integration.conftest import RunningOperator
-from tests.integration.conftest import test_config as integration_config
 from webhook_operator.config import OperatorConfig
+from webhook_operator.testing.operator_thread import OperatorThread, standin_config
 
 
 @pytest.fixture
@@ -54,13 +53,13 @@ async def second_receiver() -> AsyncIterator[FaultyReceiver]:
 
 
 def operator_config(standin: FaultyStandin, **overrides: Any) -> OperatorConfig:
-    return integration_config(standin, **overrides)
+    return standin_config(standin.url, **overrides)
 
 
-class CrashableOperator(RunningOperator):
+class CrashableOperator(OperatorThread):
     """The in-thread operator, plus `crash()`: a process death without the process.
 
-    `RunningOperator.kill()` cancels kopf's main task, and kopf then still runs the cleanup
+    `OperatorThread.kill()` cancels kopf's main task, and kopf then still runs the cleanup
     handlers (the engine's graceful stop): that is not a crash. `crash()` freezes the operator's
     loop between two steps, for good, and shuts down every socket it has open, as the kernel does
     for a killed process: nothing of the operator runs again, its peers see the connections close.

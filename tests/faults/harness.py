@@ -25,10 +25,9 @@ from typing import Any
 import aiohttp
 import aiohttp.web
 import attrs
-import yarl
 
-from webhook_operator.api_standin import ApiStandin, _Endpoint
-from webhook_operator.api_standin_faults import Faults, status_response
+from webhook_operator.testing.api_standin import ApiStandin, serve
+from webhook_operator.testing.api_standin_faults import Faults, status_response
 
 NAMESPACE = "shop"
 GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
@@ -337,28 +336,12 @@ class FaultyStandin(ApiStandin):
 
 @contextlib.asynccontextmanager
 async def serve_standin(**options: Any) -> AsyncIterator[FaultyStandin]:
-    """`serve_api_standin`, for the FaultyStandin subclass."""
-    standin = FaultyStandin(**options)
-    async with standin:
-        server = aiohttp.web.Server(standin, handler_cancellation=True, access_log=None)
-        runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
-        await runner.setup()
+    """`serve_api_standin`, for the FaultyStandin subclass; held writes are let go at the end."""
+    async with serve(FaultyStandin(**options)) as standin:
         try:
-            site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            url = yarl.URL.build(scheme="http", host="127.0.0.1", port=runner.addresses[0][1])
-            connector = aiohttp.TCPConnector(force_close=not standin.keep_alive)
-            async with aiohttp.ClientSession(base_url=url, connector=connector) as client:
-                endpoint = _Endpoint(url=url, client=client)
-                standin.servers.append(endpoint)  # type: ignore[arg-type]
-                try:
-                    yield standin
-                finally:
-                    standin.servers.remove(endpoint)  # type: ignore[arg-type]
-                    standin.gate.open()
-                    standin.cut_watches()
+            yield standin
         finally:
-            await runner.cleanup()
+            standin.gate.open()
 
 
 # -- a client for the test's own requests ----------------------------------------------------------

@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
-import kopf
 import pytest
 
 from tests.conftest import eventually
 from tests.integration.receiver import Receiver, serve_receiver
-from webhook_operator.api_standin import ApiStandin, StandinError, serve_api_standin
 from webhook_operator.config import OperatorConfig
-from webhook_operator.domain.egress import EgressPolicy
-from webhook_operator.main import run_operator
-from webhook_operator.runtime import Engine
+from webhook_operator.testing.api_standin import ApiStandin, StandinError, serve_api_standin
+from webhook_operator.testing.operator_thread import OperatorThread, standin_config
 
 NAMESPACE = "shop"
 
@@ -37,99 +31,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def test_config(standin: ApiStandin, **overrides: Any) -> OperatorConfig:
-    """Settings for tests: loopback allowed (receivers live there), fast health flushes."""
-    base = OperatorConfig(
-        egress=EgressPolicy.from_cidrs(["127.0.0.0/8"]),
-        health_flush_seconds=0.2,
-        shutdown_grace_seconds=2.0,
-        connection=kopf.ConnectionInfo(server=str(standin.url), insecure=True),
-    )
-    return dataclasses.replace(base, **overrides)
+    """Settings for tests: the stand-in's, loopback allowed (receivers live there), fast flushes."""
+    return standin_config(standin.url, **overrides)
 
 
 test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
-
-
-class RunningOperator:
-    """The real operator, in a thread with its own event loop, as it runs in production.
-
-    A thread, not a task in the test's loop: kopf treats every task created after it started
-    as its own and waits for (then cancels) them at shutdown, the test's task included.
-    `kill()` cancels it mid-whatever, with no graceful shutdown.
-    """
-
-    def __init__(self, config: OperatorConfig, resolver: Any = None) -> None:
-        self.config = config
-        self.resolver = resolver
-        self.engine: Engine | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._main: asyncio.Task[None] | None = None
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
-
-    async def start(self) -> None:
-        self._stop, ready = threading.Event(), threading.Event()
-        self.error = None
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="operator", daemon=True)
-        self._thread.start()
-        started = await asyncio.to_thread(ready.wait, 20)
-        if self.error is not None:
-            raise self.error
-        assert started, "the operator did not get ready in 20 s"
-
-    def _run(self, ready: threading.Event) -> None:
-        stop = self._stop  # this run's flag: a restart makes a new one
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            self._main = loop.create_task(
-                run_operator(
-                    self.config,
-                    stop_flag=stop,
-                    ready_flag=ready,
-                    resolver=self.resolver,
-                    on_engine=self._adopt,
-                )
-            )
-            loop.run_until_complete(self._main)
-        except asyncio.CancelledError:
-            pass
-        except BaseException as error:  # surfaced to the test by start()/stop()
-            self.error = error
-            ready.set()
-        finally:
-            # kopf waits for the threading.Event stop flag in an executor thread (not a daemon):
-            # release it however the loop ended, or the interpreter waits for it at exit.
-            stop.set()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-
-    def _adopt(self, engine: Engine) -> None:
-        self.engine = engine
-
-    async def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        await asyncio.to_thread(self._thread.join, 20)
-        assert not self._thread.is_alive(), "the operator did not stop within 20 s"
-        self._thread = None
-        if self.error is not None:
-            raise self.error
-
-    async def kill(self) -> None:
-        if self._thread is None or self._loop is None or self._main is None:
-            return
-        self._loop.call_soon_threadsafe(self._main.cancel)
-        await asyncio.to_thread(self._thread.join, 20)
-        self._thread = None
-
-    async def restart(self, **overrides: Any) -> None:
-        await self.stop()
-        self.config = dataclasses.replace(self.config, **overrides)
-        await self.start()
 
 
 @pytest.fixture
@@ -138,8 +44,8 @@ def operator_config(standin: ApiStandin) -> OperatorConfig:
 
 
 @pytest.fixture
-async def operator(operator_config: OperatorConfig) -> AsyncIterator[RunningOperator]:
-    running = RunningOperator(operator_config)
+async def operator(operator_config: OperatorConfig) -> AsyncIterator[OperatorThread]:
+    running = OperatorThread(operator_config)
     await running.start()
     try:
         yield running

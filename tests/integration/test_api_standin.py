@@ -18,7 +18,7 @@ import aiohttp
 import kopf
 import pytest
 
-from webhook_operator.api_standin import ApiStandin, StandinError, serve, serve_api_standin
+from webhook_operator.testing.api_standin import ApiStandin, StandinError, serve, serve_api_standin
 
 GROUP = "webhooks.openplatform.dev"
 SUBS = f"/apis/{GROUP}/v1alpha1/namespaces/shop/webhooksubscriptions"

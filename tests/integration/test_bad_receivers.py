@@ -30,7 +30,7 @@ from tests.integration.conftest import (
     wait_condition,
 )
 from tests.integration.receiver import Receiver
-from webhook_operator.api_standin import ApiStandin
+from webhook_operator.testing.api_standin import ApiStandin
 
 SUBS, EVENTS = "webhooksubscriptions", "webhookevents"
 GIGABYTE = 1 << 30

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.integration.conftest import (
-    RunningOperator,
     create_event,
     create_subscription,
     read,
     test_config,
     wait_condition,
 )
+from webhook_operator.testing.operator_thread import OperatorThread
 
 EVENTS = 20
 RETRY = {"initialDelaySeconds": 1, "maxDelaySeconds": 2, "maxAttempts": 10}
@@ -31,8 +31,8 @@ async def _storm(standin, receiver) -> None:
 
 
 @pytest.fixture
-async def operator_with_circuit(standin) -> AsyncIterator[RunningOperator]:
-    running = RunningOperator(test_config(standin, circuit_threshold=3))
+async def operator_with_circuit(standin) -> AsyncIterator[OperatorThread]:
+    running = OperatorThread(test_config(standin, circuit_threshold=3))
     await running.start()
     try:
         yield running
@@ -80,7 +80,7 @@ async def test_when_a_probe_succeeds_every_held_delivery_goes_out_once(
 
 
 async def test_without_a_circuit_every_due_retry_is_sent(standin, receiver):
-    running = RunningOperator(test_config(standin, circuit_threshold=0))
+    running = OperatorThread(test_config(standin, circuit_threshold=0))
     await running.start()
     try:
         await _storm(standin, receiver)

@@ -14,7 +14,6 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import eventually, make_signing_key
 from tests.integration.conftest import (
-    RunningOperator,
     condition,
     create_event,
     create_secret,
@@ -29,6 +28,7 @@ from tests.integration.receiver_processes import running_receiver_async, unavail
 from tests.integration.test_kubernetes_events import kubernetes_events
 from tests.integration.test_metrics import free_port, scrape, sub, value
 from tests.standard_webhooks_v1a import verify_v1a
+from webhook_operator.testing.operator_thread import OperatorThread
 
 SUBS, EVENTS = "webhooksubscriptions", "webhookevents"
 RECOVER_SINCE = "webhooks.openplatform.dev/recover-since"
@@ -251,7 +251,7 @@ async def _succeeded_to_s(standin, name):
 
 @pytest.fixture
 async def operator_with_metrics(standin):
-    running = RunningOperator(test_config(standin, metrics_port=free_port()))
+    running = OperatorThread(test_config(standin, metrics_port=free_port()))
     await running.start()
     try:
         yield running

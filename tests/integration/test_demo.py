@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from webhook_operator import demo
-from webhook_operator.demo_receiver import BuiltinVerifier, VerificationError
-from webhook_operator.demo_tables import evaluate, human_age
+from webhook_operator.demo import examples, flow
+from webhook_operator.demo.receiver import BuiltinVerifier, VerificationError
+from webhook_operator.demo.tables import evaluate, human_age
 from webhook_operator.domain.signing import parse_signing_key, signature
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -121,12 +121,30 @@ def test_without_the_repository_or_the_dev_dependencies_it_uses_built_ins():
     }
 
 
+def test_without_the_demo_extra_it_says_which_install_adds_it_and_run_still_works():
+    """`pip install webhook-operator` alone: no kmock. The demo names the extra; `run` is unaffected."""
+    script = (
+        "import sys\n"
+        "sys.modules['kmock'] = None  # as if not installed: importing it fails\n"
+        "from webhook_operator.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result, _ = run([sys.executable, "-c", script, "demo"])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pip install 'webhook-operator[demo]'" in result.stderr
+    assert "needs kmock" in result.stderr
+    assert "Traceback" not in result.stderr
+    result, _ = run([sys.executable, "-c", script, "run", "--help"])
+    assert result.returncode == 0, result.stderr
+    assert "--allow-cidr" in result.stdout
+
+
 async def test_a_receiver_that_rejects_the_signatures_fails_the_demo_with_a_reason(monkeypatch):
     wrong_key = "whsec_" + "A" * 43 + "="
-    monkeypatch.setattr(demo, "make_verifier", lambda _key: BuiltinVerifier(wrong_key))
+    monkeypatch.setattr(flow, "make_verifier", lambda _key: BuiltinVerifier(wrong_key))
     out = io.StringIO()
     started = time.monotonic()
-    code = await demo.run_demo(events=1, out=out)
+    code = await flow.run_demo(events=1, out=out)
     text = out.getvalue()
     assert code == 1, text
     assert "signature INVALID" in text
@@ -142,16 +160,16 @@ async def test_an_example_naming_a_missing_secret_is_reported_before_anything_ru
         "spec: {url: 'http://localhost:8000/x', signing: {secretRef: {name: nowhere}}}\n"
     )
     out = io.StringIO()
-    assert await demo.run_demo(events=0, examples=tmp_path, out=out) == 1
+    assert await flow.run_demo(events=0, examples=tmp_path, out=out) == 1
     assert "demo failed: subscription lonely names Secret nowhere, which the examples lack" in out.getvalue()
 
 
 def test_the_built_in_examples_are_the_repository_examples():
     """The copy a wheel runs must not drift from examples/*.yaml (only the key differs: a fresh one)."""
-    docs, origin = demo.load_examples(REPO_ROOT / "examples")
+    docs, origin = examples.load_examples(REPO_ROOT / "examples")
     assert origin
-    from_repo = [demo.as_stored(doc) for doc in docs]
-    built_in = [demo.as_stored(doc) for doc in demo.builtin_examples()]
+    from_repo = [examples.as_stored(doc) for doc in docs]
+    built_in = [examples.as_stored(doc) for doc in examples.builtin_examples()]
     for doc in (*from_repo, *built_in):
         if doc["kind"] == "Secret":
             doc["data"]["signingKey"] = "<key>"

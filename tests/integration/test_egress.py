@@ -18,7 +18,6 @@ import aiohttp.web
 import pytest
 
 from tests.integration.conftest import (
-    RunningOperator,
     condition,
     create_event,
     create_subscription,
@@ -27,12 +26,13 @@ from tests.integration.conftest import (
     wait_condition,
 )
 from tests.integration.receiver import Receiver
-from webhook_operator.api_standin import ApiStandin
 from webhook_operator.config import OperatorConfig
 from webhook_operator.domain.egress import EgressPolicy
 from webhook_operator.domain.outcomes import Verdict
 from webhook_operator.domain.wire import OutgoingRequest
 from webhook_operator.sender import Sender
+from webhook_operator.testing.api_standin import ApiStandin
+from webhook_operator.testing.operator_thread import OperatorThread
 
 SUBS, EVENTS = "webhooksubscriptions", "webhookevents"
 POLICY_HINT = "allow the range with --allow-cidr or WEBHOOK_OPERATOR_ALLOW_CIDRS"
@@ -91,7 +91,7 @@ async def receiver_on(host: str, port: int = 0) -> AsyncIterator[Receiver]:
 async def running(
     config: OperatorConfig, resolver: aiohttp.abc.AbstractResolver | None = None
 ) -> AsyncIterator[None]:
-    operator = RunningOperator(config, resolver=resolver)
+    operator = OperatorThread(config, resolver=resolver)
     await operator.start()
     try:
         yield

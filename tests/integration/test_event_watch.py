@@ -13,7 +13,6 @@ import pytest
 from tests.conftest import eventually
 from tests.integration.conftest import (
     NAMESPACE,
-    RunningOperator,
     create_event,
     create_subscription,
     delete,
@@ -21,9 +20,10 @@ from tests.integration.conftest import (
     test_config,
     wait_condition,
 )
-from webhook_operator.api_standin import serve_api_standin
 from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.kube import KubeClient
+from webhook_operator.testing.api_standin import serve_api_standin
+from webhook_operator.testing.operator_thread import OperatorThread
 
 
 async def test_events_created_while_watches_keep_being_cut_are_each_delivered_once(
@@ -45,7 +45,7 @@ async def test_events_created_while_watches_keep_being_cut_are_each_delivered_on
 async def test_a_watch_resuming_from_a_version_the_server_dropped_lists_again_and_misses_nothing(receiver):
     # The stand-in keeps only 3 watch events for resuming watches: older versions get 410 Gone.
     async with serve_api_standin(watch_log_size=3) as standin:
-        running = RunningOperator(test_config(standin))
+        running = OperatorThread(test_config(standin))
         await running.start()
         try:
             await create_subscription(standin, "orders", {"url": receiver.endpoint("/hooks")})
@@ -93,7 +93,7 @@ async def test_an_event_larger_than_a_stream_reader_line_is_delivered_whole(stan
 
 
 async def test_an_operator_for_one_namespace_leaves_events_in_others_alone(standin, receiver):
-    running = RunningOperator(test_config(standin, scope=NamespaceScope.parse([NAMESPACE])))
+    running = OperatorThread(test_config(standin, scope=NamespaceScope.parse([NAMESPACE])))
     await running.start()
     try:
         for namespace in (NAMESPACE, "elsewhere"):

@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import eventually
 from tests.integration.conftest import (
     NAMESPACE,
-    RunningOperator,
     condition,
     create_event,
     create_subscription,
@@ -25,6 +24,7 @@ from tests.integration.conftest import (
     wait_condition,
 )
 from webhook_operator.domain.health import DisableRules
+from webhook_operator.testing.operator_thread import OperatorThread
 
 EVENTS = "webhookevents"
 SUBS = "webhooksubscriptions"
@@ -73,8 +73,8 @@ async def _at_least(standin, reason: str, n: int) -> bool:
 
 
 @pytest.fixture
-async def disabling_operator(standin) -> AsyncIterator[RunningOperator]:
-    running = RunningOperator(test_config(standin, disable_rules=DisableRules(max_consecutive_failures=3)))
+async def disabling_operator(standin) -> AsyncIterator[OperatorThread]:
+    running = OperatorThread(test_config(standin, disable_rules=DisableRules(max_consecutive_failures=3)))
     await running.start()
     try:
         yield running
@@ -103,6 +103,12 @@ async def test_a_failing_endpoint_and_sixty_events_make_a_bounded_number_of_even
     assert len(failed) < len(names)
     assert operator.engine is not None
     assert operator.engine.recorder.suppressed >= len(names) - len(failed)
+    # The API-writes metric counts each Event the API server stored (none is left out of it).
+    posted = standin.count("create", resource="events")
+    written = operator.engine.metrics.registry.get_sample_value(
+        "webhook_operator_api_writes_total", {"kind": "kubernetes-event"}
+    )
+    assert written == posted >= len(failed)
     # At most one per object and reason: the Events name distinct WebhookEvents.
     per_object = Counter(e["involvedObject"]["name"] for e in failed)
     assert max(per_object.values()) == 1

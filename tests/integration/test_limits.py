@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import (
-    RunningOperator,
     condition,
     create_event,
     create_subscription,
@@ -37,6 +36,7 @@ from webhook_operator.domain.outcomes import Verdict
 from webhook_operator.domain.specs import DEFAULT_MAX_DATA_BYTES
 from webhook_operator.domain.wire import OutgoingRequest
 from webhook_operator.sender import MAX_RESPONSE_BYTES, Sender
+from webhook_operator.testing.operator_thread import OperatorThread
 
 SUBS, EVENTS = "webhooksubscriptions", "webhookevents"
 
@@ -65,7 +65,7 @@ async def test_event_data_over_the_default_limit_fails_as_payload_too_large(stan
 
 
 async def test_the_data_limit_follows_the_operators_setting_and_the_queue_moves_on(standin, receiver):
-    operator = RunningOperator(test_config(standin, max_data_bytes=1024))
+    operator = OperatorThread(test_config(standin, max_data_bytes=1024))
     await operator.start()
     try:
         await create_subscription(standin, "s", {"url": receiver.endpoint("/s")})
@@ -87,7 +87,7 @@ async def test_the_data_limit_follows_the_operators_setting_and_the_queue_moves_
 
 
 async def test_an_event_matching_more_subscriptions_than_allowed_fails_as_too_many(standin, receiver):
-    operator = RunningOperator(test_config(standin, max_deliveries_per_event=2))
+    operator = OperatorThread(test_config(standin, max_deliveries_per_event=2))
     await operator.start()
     try:
         for name in ("a", "b", "c"):

@@ -20,7 +20,6 @@ import pytest
 
 from tests.conftest import eventually, make_signing_key
 from tests.integration.conftest import (
-    RunningOperator,
     create_event,
     create_secret,
     create_subscription,
@@ -29,6 +28,7 @@ from tests.integration.conftest import (
     wait_condition,
 )
 from webhook_operator import logs
+from webhook_operator.testing.operator_thread import OperatorThread
 
 EVENTS = "webhookevents"
 SUBS = "webhooksubscriptions"
@@ -211,7 +211,7 @@ async def test_no_key_reaches_any_log_record_at_debug_in_a_run_with_rotation_and
     standin, receiver, debug_logs
 ):
     key, old_key, newer_key = make_signing_key(), make_signing_key(), make_signing_key()
-    running = RunningOperator(test_config(standin))
+    running = OperatorThread(test_config(standin))
     await running.start()
     try:
         receiver.script("/orders", [500, 200])

@@ -12,12 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import eventually
 from tests.integration.conftest import (
     NAMESPACE,
-    RunningOperator,
     create_event,
     create_subscription,
     test_config,
     wait_condition,
 )
+from webhook_operator.testing.operator_thread import OperatorThread
 
 EVENTS = "webhookevents"
 SUBS = "webhooksubscriptions"
@@ -45,8 +45,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def metrics_operator(standin) -> AsyncIterator[RunningOperator]:
-    running = RunningOperator(test_config(standin, metrics_port=free_port()))
+async def metrics_operator(standin) -> AsyncIterator[OperatorThread]:
+    running = OperatorThread(test_config(standin, metrics_port=free_port()))
     await running.start()
     try:
         yield running
@@ -54,7 +54,7 @@ async def metrics_operator(standin) -> AsyncIterator[RunningOperator]:
         await running.stop()
 
 
-async def scrape(operator: RunningOperator) -> tuple[str, Samples]:
+async def scrape(operator: OperatorThread) -> tuple[str, Samples]:
     url = f"http://127.0.0.1:{operator.config.metrics_port}/metrics"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         assert response.status == 200

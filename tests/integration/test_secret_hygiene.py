@@ -30,7 +30,6 @@ from standardwebhooks.webhooks import Webhook
 from tests.conftest import make_signing_key
 from tests.integration.conftest import (
     NAMESPACE,
-    RunningOperator,
     create_event,
     create_secret,
     create_subscription,
@@ -40,14 +39,15 @@ from tests.integration.conftest import (
 )
 from tests.integration.receiver import Receiver
 from tests.integration.tls_receiver import serve_tls_receiver
-from webhook_operator.api_standin import ApiStandin
 from webhook_operator.domain.egress import EgressPolicy
 from webhook_operator.logs import JsonFormatter, TextFormatter
+from webhook_operator.testing.api_standin import ApiStandin
+from webhook_operator.testing.operator_thread import OperatorThread
 
 SUBS, EVENTS = "webhooksubscriptions", "webhookevents"
 # The test's own servers log requests; they are not the operator.
 NOT_THE_OPERATOR = (
-    "webhook_operator.api_standin",
+    "webhook_operator.testing.api_standin",
     "kmock",
     "aiohttp.access",
     "aiohttp.server",
@@ -178,7 +178,7 @@ async def full_run(standin: ApiStandin, receiver: Receiver, debug_logs: LogCaptu
     secrets.text("a client key that is not a key", not_a_key.splitlines()[1])
 
     config = test_config(standin, egress=EgressPolicy.from_cidrs(["127.0.0.0/8", "::1/128"]))
-    operator = RunningOperator(config)
+    operator = OperatorThread(config)
     await operator.start()
     try:
         async with serve_tls_receiver(server_ca, client_ca=client_ca) as tls:

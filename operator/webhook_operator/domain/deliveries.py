@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from webhook_operator.domain.api import Reason
 from webhook_operator.domain.backoff import RetryPolicy, next_delay, retry_delay
 from webhook_operator.domain.clock import format_time, parse_time
 from webhook_operator.domain.filters import FilterError, FilterInput, FilterVerdict, evaluate
@@ -136,7 +137,9 @@ def match_targets(
             on_filtered(target.name, verdict)
         if isinstance(verdict, FilterError):
             deliveries.append(
-                Delivery(target.name, State.FAILED, reason="FilterError", last_error=_short(verdict.message))
+                Delivery(
+                    target.name, State.FAILED, reason=Reason.FILTER_ERROR, last_error=_short(verdict.message)
+                )
             )
         elif verdict:
             deliveries.append(Delivery(subscription=target.name))
@@ -157,7 +160,7 @@ def plan_attempts(deliveries: Iterable[Delivery], targets: Mapping[str, Target],
                 replace(
                     delivery,
                     state=State.FAILED,
-                    reason="SubscriptionDeleted",
+                    reason=Reason.SUBSCRIPTION_DELETED,
                     last_error=f"subscription {delivery.subscription!r} was deleted before delivery",
                     next_attempt_time=None,
                 )
@@ -218,12 +221,12 @@ def apply_result(
     if result.verdict is Verdict.SUCCESS:
         return replace(common, state=State.SUCCEEDED, reason=None, last_error=None, succeeded_time=now)
     if result.verdict is Verdict.GONE:
-        return replace(common, state=State.FAILED, reason="Gone")
+        return replace(common, state=State.FAILED, reason=Reason.GONE)
     if result.verdict is Verdict.FAIL:
-        reason = "EgressDenied" if result.egress_refused else "PermanentError"
+        reason = Reason.EGRESS_DENIED if result.egress_refused else Reason.PERMANENT_ERROR
         return replace(common, state=State.FAILED, reason=reason)
     if attempts >= policy.max_attempts:
-        return replace(common, state=State.FAILED, reason="AttemptsExhausted")
+        return replace(common, state=State.FAILED, reason=Reason.ATTEMPTS_EXHAUSTED)
     delay = next_delay(policy, attempts, jitter, result.retry_after)
     return replace(
         common,
@@ -245,7 +248,7 @@ def redeliver_failed(deliveries: Iterable[Delivery]) -> tuple[Delivery, ...]:
             delivery,
             state=State.PENDING,
             attempts=0,
-            reason="Redelivered",
+            reason=Reason.REDELIVERED,
             next_attempt_time=None,
         )
         if delivery.state is State.FAILED

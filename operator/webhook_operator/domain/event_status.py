@@ -7,21 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.api import DELIVERY_FAILURE_REASONS, ConditionType, Reason
 from webhook_operator.domain.clock import format_time, parse_time
 from webhook_operator.domain.conditions import Condition, upsert_condition
 from webhook_operator.domain.deliveries import Delivery, State
 from webhook_operator.domain.specs import SpecProblem
 
-DELIVERED = "Delivered"
-FAILED = "Failed"
-_FAILURE_REASONS = (
-    "AttemptsExhausted",
-    "PermanentError",
-    "Gone",
-    "EgressDenied",
-    "SubscriptionDeleted",
-    "EndpointFailing",
-)
+DELIVERED = ConditionType.DELIVERED
+FAILED = ConditionType.FAILED
 
 
 @dataclass(frozen=True)
@@ -44,26 +37,28 @@ def summarize(deliveries: Sequence[Delivery]) -> Summary:
     total = len(deliveries)
 
     if not deliveries:
-        delivered = Condition(DELIVERED, "True", "NoSubscriptions", "no subscription matched this event")
+        delivered = Condition(
+            DELIVERED, "True", Reason.NO_SUBSCRIPTIONS, "no subscription matched this event"
+        )
     elif not failed_ones and not open_ones:
         delivered = Condition(
-            DELIVERED, "True", "AllDelivered", f"delivered to {total} of {total} subscriptions"
+            DELIVERED, "True", Reason.ALL_DELIVERED, f"delivered to {total} of {total} subscriptions"
         )
     elif not open_ones:
         delivered = Condition(
             DELIVERED,
             "False",
-            "DeliveryFailed",
+            Reason.DELIVERY_FAILED,
             f"{succeeded} of {total} delivered; {len(failed_ones)} failed",
         )
     else:
         delivered = Condition(
-            DELIVERED, "False", "InProgress", _progress_message(succeeded, total, open_ones)
+            DELIVERED, "False", Reason.IN_PROGRESS, _progress_message(succeeded, total, open_ones)
         )
 
     if failed_ones:
         first = failed_ones[0]
-        reason = first.reason if first.reason in _FAILURE_REASONS else "PermanentError"
+        reason = first.reason if first.reason in DELIVERY_FAILURE_REASONS else Reason.PERMANENT_ERROR
         detail = f": {first.last_error}" if first.last_error else ""
         failure = Condition(
             FAILED,
@@ -73,7 +68,7 @@ def summarize(deliveries: Sequence[Delivery]) -> Summary:
             f"{first.attempts} attempt(s){detail}",
         )
     else:
-        failure = Condition(FAILED, "False", "NoFailures", "no delivery has failed")
+        failure = Condition(FAILED, "False", Reason.NO_FAILURES, "no delivery has failed")
     return Summary(succeeded, len(failed_ones), len(open_ones), delivered, failure)
 
 
@@ -143,4 +138,4 @@ def _progress_message(succeeded: int, total: int, open_ones: Sequence[Delivery])
 
 def _held(delivery: Delivery) -> bool:
     """Waiting on something other than its own backoff (a pause, a busy or failing endpoint, ...)."""
-    return bool(delivery.reason) and delivery.reason != "Redelivered"
+    return bool(delivery.reason) and delivery.reason != Reason.REDELIVERED

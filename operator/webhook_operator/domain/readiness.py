@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from webhook_operator.domain.api import Annotation, ConditionType, Reason
 from webhook_operator.domain.conditions import Condition
 from webhook_operator.domain.deliveries import Blocker
 from webhook_operator.domain.health import Disabled
 from webhook_operator.domain.specs import SpecProblem, SubscriptionSpec
 
-READY = "Ready"
+READY = ConditionType.READY
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,16 @@ def readiness(
         return _waiting(secret_problem.reason, secret_problem.message)
     if disabled is not None:
         return _waiting(
-            "EndpointDisabled",
+            Reason.ENDPOINT_DISABLED,
             f"{disabled.message}; deliveries wait. Change the spec or set the "
-            "webhooks.openplatform.dev/reenable annotation to a new value to resume",
+            f"{Annotation.REENABLE} annotation to a new value to resume",
         )
     if egress_problem is not None:
         # Not a blocker: each delivery fails at once with the same message, nothing waits forever.
-        return Readiness(Condition(READY, "False", "EgressDenied", egress_problem), None)
+        return Readiness(Condition(READY, "False", Reason.EGRESS_DENIED, egress_problem), None)
     if spec.paused:
-        return _waiting("Paused", "spec.paused is true; deliveries wait until it is false")
-    return Readiness(Condition(READY, "True", "Active", f"delivering to {_origin(spec.url)}"), None)
+        return _waiting(Reason.PAUSED, "spec.paused is true; deliveries wait until it is false")
+    return Readiness(Condition(READY, "True", Reason.ACTIVE, f"delivering to {_origin(spec.url)}"), None)
 
 
 def _waiting(reason: str, message: str) -> Readiness:

@@ -14,11 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from webhook_operator.domain.api import Annotation, Reason
 from webhook_operator.domain.clock import format_time
 from webhook_operator.domain.deliveries import Delivery, State
 
-RECOVER_SINCE_ANNOTATION = "webhooks.openplatform.dev/recover-since"
-RECOVERED = "Recovered"
+RECOVER_SINCE_ANNOTATION = Annotation.RECOVER_SINCE
+RECOVERED = Reason.RECOVERED
 # RFC 3339 date-time: a full date, a time, and an offset (Z or +hh:mm); fractions allowed.
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})",

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from webhook_operator.domain.api import Reason
 from webhook_operator.domain.backoff import DEFAULT_RETRY, RetryPolicy
 from webhook_operator.domain.filters import PayloadFilter, compile_filter
 from webhook_operator.domain.matching import pattern_problem
@@ -114,7 +115,7 @@ def parse_subscription_spec(spec: object) -> SubscriptionSpec | SpecProblem:
     try:
         return _parse_subscription(_mapping(spec, "spec"))
     except _Invalid as problem:
-        return SpecProblem("InvalidSpec", problem.message)
+        return SpecProblem(Reason.INVALID_SPEC, problem.message)
 
 
 def parse_event_spec(
@@ -123,14 +124,15 @@ def parse_event_spec(
     try:
         parsed = _parse_event(_mapping(spec, "spec"))
     except _Invalid as problem:
-        return SpecProblem("InvalidEvent", problem.message)
+        return SpecProblem(Reason.INVALID_EVENT, problem.message)
     try:
         size = len(json.dumps(parsed.data, separators=(",", ":"), ensure_ascii=False).encode())
     except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): it cannot go on the wire
-        return SpecProblem("InvalidEvent", "spec.data holds a string that is not valid Unicode")
+        return SpecProblem(Reason.INVALID_EVENT, "spec.data holds a string that is not valid Unicode")
     if size > max_data_bytes:
         return SpecProblem(
-            "PayloadTooLarge", f"spec.data is {size} bytes serialized; the limit is {max_data_bytes} bytes"
+            Reason.PAYLOAD_TOO_LARGE,
+            f"spec.data is {size} bytes serialized; the limit is {max_data_bytes} bytes",
         )
     return parsed
 

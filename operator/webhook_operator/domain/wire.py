@@ -11,12 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.api import GROUP_VERSION, Plural
 from webhook_operator.domain.clock import format_time
 from webhook_operator.domain.signing import SigningKey, signature_header
 from webhook_operator.domain.specs import Format, SubscriptionSpec
-
-GROUP = "webhooks.openplatform.dev"
-VERSION = "v1alpha1"
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class EventEnvelope:
 
     @property
     def api_path(self) -> str:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/webhookevents/{self.name}"
+        return f"/apis/{GROUP_VERSION}/namespaces/{self.namespace}/{Plural.EVENTS}/{self.name}"
 
 
 @dataclass(frozen=True)

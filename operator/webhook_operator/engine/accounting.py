@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from webhook_operator.domain.api import EventReason
 from webhook_operator.domain.apply import Outcome
 from webhook_operator.domain.clock import parse_time
 from webhook_operator.domain.deliveries import Delivery, State
@@ -109,7 +110,7 @@ class Accounting:
                 if delivery.attempts > 1:  # first-time successes are the norm, not a story to tell
                     self._recorder.record(
                         event_ref(body),
-                        "Delivered",
+                        EventReason.DELIVERED,
                         f"delivered to {name} after {delivery.attempts} attempts",
                     )
                 if created is not None:
@@ -120,7 +121,7 @@ class Accounting:
                 self._metrics.deliveries.labels(*sub, "failed").inc()
                 self._recorder.record(
                     event_ref(body),
-                    "DeliveryFailed",
+                    EventReason.DELIVERY_FAILED,
                     f"delivery to {name} failed after {delivery.attempts} attempt(s): {delivery.last_error}",
                     warning=True,
                 )
@@ -152,7 +153,7 @@ class Accounting:
             self._metrics.deliveries.labels(meta_field(body, "namespace"), name, "failed").inc()
             self._recorder.record(
                 event_ref(body),
-                "DeliveryFailed",
+                EventReason.DELIVERY_FAILED,
                 f"delivery to {name} failed ({delivery.reason}): {delivery.last_error}",
                 warning=True,
             )

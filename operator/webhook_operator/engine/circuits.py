@@ -16,6 +16,7 @@ import logging
 import random
 from collections.abc import Callable, Collection
 
+from webhook_operator.domain.api import Reason
 from webhook_operator.domain.backoff import RetryPolicy
 from webhook_operator.domain.circuit import Circuit, after_attempt
 from webhook_operator.domain.clock import utcnow
@@ -24,7 +25,7 @@ from webhook_operator.domain.outcomes import Verdict
 from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics
 
-FAILING = "EndpointFailing"
+FAILING = Reason.ENDPOINT_FAILING
 
 
 class Circuits:

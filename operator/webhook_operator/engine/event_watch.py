@@ -21,13 +21,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from webhook_operator.domain.api import GROUP_VERSION, Plural
 from webhook_operator.domain.keys import EventKey
 from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.engine.reflector import ObjectName, Observe, Reflector
-from webhook_operator.kube import GROUP_VERSION, KubeClient, resource_path
+from webhook_operator.kube import KubeClient, resource_path
 from webhook_operator.logs import log
 
-PLURAL = "webhookevents"
+PLURAL = Plural.EVENTS
 NAMESPACES = "/api/v1/namespaces"
 
 

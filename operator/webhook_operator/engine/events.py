@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webhook_operator.domain.api import Kind
 from webhook_operator.domain.keys import EventKey
 from webhook_operator.recorder import ObjectRef
 
@@ -114,5 +115,5 @@ def meta_field(body: Mapping[str, Any], field: str) -> Any:
 
 def event_ref(body: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(
-        "WebhookEvent", meta_field(body, "namespace"), meta_field(body, "name"), meta_field(body, "uid")
+        Kind.EVENT, meta_field(body, "namespace"), meta_field(body, "name"), meta_field(body, "uid")
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.api import EventReason, Kind, Plural, Reason
 from webhook_operator.domain.clock import utcnow
 from webhook_operator.domain.conditions import find_condition, upsert_condition
 from webhook_operator.domain.keys import SubscriptionKey
@@ -27,14 +28,15 @@ from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics
 from webhook_operator.recorder import EventRecorder, ObjectRef
 
-_EVENT_REASONS = {
-    "EndpointDisabled": ("EndpointDisabled", True),
-    "SecretNotFound": ("SecretNotFound", True),
-    "InvalidSecret": ("InvalidSecret", True),
-    "TLSConfigInvalid": ("TLSConfigInvalid", True),
-    "InvalidSpec": ("InvalidSpec", True),
-    "EgressDenied": ("EgressDenied", True),
-    "Paused": ("Paused", False),
+# Not-Ready reasons told as a Kubernetes Event of the same reason: whether it is a Warning.
+_EVENT_REASONS: dict[str, bool] = {
+    Reason.ENDPOINT_DISABLED: True,
+    Reason.SECRET_NOT_FOUND: True,
+    Reason.INVALID_SECRET: True,
+    Reason.TLS_CONFIG_INVALID: True,
+    Reason.INVALID_SPEC: True,
+    Reason.EGRESS_DENIED: True,
+    Reason.PAUSED: False,
 }
 
 
@@ -65,7 +67,6 @@ class SubscriptionReconciler:
         # What we last wrote, on top of which resourceVersion: until the watch brings our own
         # write back, the record still shows the old status, and we must not write it twice.
         self._written: dict[SubscriptionKey, tuple[str, dict[str, Any]]] = {}
-        self.status_writes = 0
 
     def health_changed(self, key: SubscriptionKey) -> None:
         tracked = self._health.get(key)
@@ -132,13 +133,12 @@ class SubscriptionReconciler:
             return
         try:
             await self._kube.merge_patch(
-                resource_path("webhooksubscriptions", *key, subresource="status"), {"status": changed}
+                resource_path(Plural.SUBSCRIPTIONS, *key, subresource="status"), {"status": changed}
             )
         except NotFoundError:
             return
         base = dict(written[1]) if written is not None and written[0] == record.resource_version else {}
         self._written[key] = (record.resource_version, {**base, **changed})
-        self.status_writes += 1
         self._metrics.api_writes.labels("subscription-status").inc()
         tracked.last_flush = time.monotonic()
         self._notify(record, condition.status, condition.reason, condition.message)
@@ -152,7 +152,7 @@ class SubscriptionReconciler:
         disabled = tracked.health.disabled if tracked else None
         if disabled is not None and (asked_by_annotation or record.generation > disabled.generation):
             self._health.reenable(record.key)
-            self._recorder.record(_ref(record), "EndpointReenabled", "deliveries resume")
+            self._recorder.record(_ref(record), EventReason.ENDPOINT_REENABLED, "deliveries resume")
             log(logging.INFO, "endpoint re-enabled", subscription=f"{record.namespace}/{record.name}")
         elif tracked is not None and tracked.egress_refusal and record.generation > _observed(record.status):
             tracked.egress_refusal = None  # a new spec deserves a fresh verdict
@@ -168,12 +168,14 @@ class SubscriptionReconciler:
             return None  # acted on already; the watch has not brought our own write back yet
         recovered = 0
         if request.problem is not None:
-            self._recorder.record(_ref(record), "RecoverSinceInvalid", request.problem, warning=True)
+            self._recorder.record(
+                _ref(record), EventReason.RECOVER_SINCE_INVALID, request.problem, warning=True
+            )
         else:
             recovered = await self._recovery.run(record.namespace, record.name, request)
             self._recorder.record(
                 _ref(record),
-                "DeliveriesRecovered",
+                EventReason.DELIVERIES_RECOVERED,
                 f"{recovered} failed deliveries of events created since {request.value} put back to Pending",
             )
         return recovery_status(request, redelivered=recovered, now=utcnow())
@@ -186,10 +188,9 @@ class SubscriptionReconciler:
         if status == "True":
             self._on_unblocked(record.key)
             if previous is not None:
-                self._recorder.record(_ref(record), "Ready", message)
+                self._recorder.record(_ref(record), EventReason.READY, message)
         elif reason in _EVENT_REASONS:
-            event_reason, warning = _EVENT_REASONS[reason]
-            self._recorder.record(_ref(record), event_reason, message, warning=warning)
+            self._recorder.record(_ref(record), reason, message, warning=_EVENT_REASONS[reason])
             self._on_unblocked(record.key)  # no-op for blockers; EgressDenied lets failures land
 
     def _update_gauge(self, key: SubscriptionKey, ready: str, reason: str) -> None:
@@ -216,4 +217,4 @@ def _observed(status: Mapping[str, Any]) -> int:
 
 
 def _ref(record: SubscriptionRecord) -> ObjectRef:
-    return ObjectRef("WebhookSubscription", record.namespace, record.name, record.uid)
+    return ObjectRef(Kind.SUBSCRIPTION, record.namespace, record.name, record.uid)

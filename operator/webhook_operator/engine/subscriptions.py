@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from webhook_operator.domain.api import Annotation, Plural, Reason
 from webhook_operator.domain.egress import EgressPolicy, parse_ip_literal
 from webhook_operator.domain.keys import SecretKey, SubscriptionKey
 from webhook_operator.domain.readiness import Readiness, readiness
@@ -27,7 +28,7 @@ from webhook_operator.engine.secrets import SecretStore
 from webhook_operator.kube import KubeClient, KubeError, resource_path
 from webhook_operator.sender import Sender, TLSMaterial, TLSMaterialError
 
-REENABLE_ANNOTATION = "webhooks.openplatform.dev/reenable"
+REENABLE_ANNOTATION = Annotation.REENABLE
 _EGRESS_CACHE_SIZE = 100_000  # URLs; cleared when full (one entry per subscription in practice)
 _CATCH_UP_STALL_SECONDS = 2.0  # give up waiting for listed subscriptions after this long without progress
 _CATCH_UP_MAX_SECONDS = 60.0  # and after this long in all (a restart indexing many thousands)
@@ -152,7 +153,7 @@ class SubscriptionRegistry:
                 return
             query = f"?resourceVersion={wanted}&resourceVersionMatch=NotOlderThan"
             try:
-                listing = await self._kube.get(resource_path("webhooksubscriptions", namespace) + query)
+                listing = await self._kube.get(resource_path(Plural.SUBSCRIPTIONS, namespace) + query)
             except KubeError:
                 if namespace not in self._synced:
                     raise  # never checked: no matching against an index that may be half-filled
@@ -255,19 +256,21 @@ class SubscriptionRegistry:
     ) -> _Material:
         for name, values in secrets.items():
             if values is None:
-                return _Material((), None, SpecProblem("SecretNotFound", f"Secret {name!r} does not exist"))
+                return _Material(
+                    (), None, SpecProblem(Reason.SECRET_NOT_FOUND, f"Secret {name!r} does not exist")
+                )
         keys: tuple[SigningKey, ...] = ()
         if spec.signing_secret is not None:
             try:
                 keys = _signing_keys(spec.signing_secret, secrets[spec.signing_secret] or {})
             except SigningKeyError as error:
-                return _Material((), None, SpecProblem("InvalidSecret", str(error)))
+                return _Material((), None, SpecProblem(Reason.INVALID_SECRET, str(error)))
         tls = None
         if spec.ca_bundle is not None or spec.client_cert_secret is not None:
             try:
                 tls = await self._sender.tls_context(_tls_material(spec, secrets))
             except TLSMaterialError as error:
-                return _Material(keys, None, SpecProblem("TLSConfigInvalid", str(error)))
+                return _Material(keys, None, SpecProblem(Reason.TLS_CONFIG_INVALID, str(error)))
         return _Material(keys, tls, None)
 
     def _static_egress_problem(self, spec: SubscriptionSpec) -> str | None:

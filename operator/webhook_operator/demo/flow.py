@@ -2,9 +2,10 @@
 
 Three things run in this process, all over real HTTP on 127.0.0.1:
 
-- the Kubernetes API stand-in (`api_standin`), serving the CRDs;
-- the real operator (`main.run_operator`), in its own thread and event loop, as in production;
-- a receiver that verifies every signature (`demo_receiver`).
+- the Kubernetes API stand-in (`testing.api_standin`), serving the CRDs;
+- the real operator (`main.run_operator`), in its own thread and event loop, as in production
+  (`testing.operator_thread`);
+- a receiver that verifies every signature (`demo.receiver`).
 
 The demo applies the examples (the repository's `examples/*.yaml` when it runs from a checkout,
 built-in equivalents otherwise: a wheel does not ship `examples/`), their URLs pointed at the
@@ -17,43 +18,42 @@ with a message saying which, and exit status 1.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import copy
-import logging
 import os
 import pathlib
-import secrets
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO, TypeVar
 
 import aiohttp
-import kopf
-import yaml
 
-from webhook_operator.api_standin import ApiStandin, StandinError, serve_api_standin
 from webhook_operator.config import OperatorConfig
-from webhook_operator.demo_receiver import Arrival, Receiver, Route, make_verifier, serve_receiver
-from webhook_operator.demo_tables import describe_event, get_table, printer_columns
+from webhook_operator.demo.console import LOG_ENV, Console, configure_logging
+from webhook_operator.demo.examples import (
+    NAMESPACE,
+    REPO_EXAMPLES,
+    RETRY_EVENT,
+    RETRY_FAILURES,
+    RETRY_PATH,
+    RETRY_SUBSCRIPTION,
+    DemoError,
+    as_stored,
+    load_examples,
+    point_at,
+    retry_resources,
+    select_order_events,
+    signing_keys,
+)
+from webhook_operator.demo.receiver import Receiver, Route, make_verifier, serve_receiver
+from webhook_operator.demo.tables import describe_event, get_table, printer_columns
+from webhook_operator.domain.api import GROUP, Kind, Plural
 from webhook_operator.domain.clock import utcnow
-from webhook_operator.domain.egress import EgressPolicy
+from webhook_operator.testing.api_standin import ApiStandin, StandinError, serve_api_standin
+from webhook_operator.testing.operator_thread import OperatorFailed, OperatorThread, standin_config
 
 T = TypeVar("T")
-
-GROUP_VERSION = "webhooks.openplatform.dev/v1alpha1"
-REPO_EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
-LOG_ENV = "WEBHOOK_OPERATOR_DEMO_LOG"  # e.g. =info or =debug: the operator's own log lines on stderr
-NAMESPACE = "shop"
-
-# The subscription added to the examples to show a retry: its endpoint answers 503 twice.
-RETRY_SUBSCRIPTION = "payments-to-ledger"
-RETRY_PATH = "/hooks/payments"
-RETRY_EVENT = "payment-3001-captured"
-RETRY_FAILURES = (503, 503)
 
 STARTUP_TIMEOUT = 20.0
 READY_TIMEOUT = 10.0
@@ -64,310 +64,15 @@ STOP_TIMEOUT = 10.0
 _PLURALS = {
     "Namespace": "namespaces",
     "Secret": "secrets",
-    "WebhookSubscription": "webhooksubscriptions",
-    "WebhookEvent": "webhookevents",
+    Kind.SUBSCRIPTION: Plural.SUBSCRIPTIONS,
+    Kind.EVENT: Plural.EVENTS,
 }
 _SHOWN_KIND = {
     "Namespace": "namespace",
     "Secret": "secret",
-    "WebhookSubscription": "webhooksubscription.webhooks.openplatform.dev",
-    "WebhookEvent": "webhookevent.webhooks.openplatform.dev",
+    Kind.SUBSCRIPTION: f"{Kind.SUBSCRIPTION.lower()}.{GROUP}",
+    Kind.EVENT: f"{Kind.EVENT.lower()}.{GROUP}",
 }
-
-
-class DemoError(Exception):
-    """A step of the demo did not work; the message says which, for the person running it."""
-
-
-# -- the examples -------------------------------------------------------------------------------
-
-
-def builtin_examples() -> list[dict[str, Any]]:
-    """The equivalent of the repository's examples/*.yaml, for installs without the repository.
-
-    The signing key is made fresh for each run (the repository's is public by design).
-    """
-    key = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    signing = {"secretRef": {"name": "shop-webhook-signing"}}
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "shop-webhook-signing", "namespace": NAMESPACE},
-            "type": "Opaque",
-            "data": {"signingKey": base64.b64encode(key.encode()).decode()},
-        },
-        {
-            "apiVersion": GROUP_VERSION,
-            "kind": "WebhookSubscription",
-            "metadata": {"name": "orders-to-crm", "namespace": NAMESPACE},
-            "spec": {
-                "url": "http://localhost:8000/hooks/orders",
-                "eventTypes": ["order.*"],
-                "format": "StandardWebhooks",
-                "signing": signing,
-                "headers": {"X-Tenant": NAMESPACE},
-                "timeoutSeconds": 10,
-                "retry": {
-                    "maxAttempts": 8,
-                    "backoff": "Exponential",
-                    "initialDelaySeconds": 5,
-                    "maxDelaySeconds": 3600,
-                },
-                "maxInFlight": 10,
-            },
-        },
-        {
-            "apiVersion": GROUP_VERSION,
-            "kind": "WebhookSubscription",
-            "metadata": {"name": "invoices-to-billing", "namespace": NAMESPACE},
-            "spec": {
-                "url": "http://localhost:8000/hooks/invoices",
-                "eventTypes": ["invoice.paid"],
-                "format": "CloudEvents",
-                "signing": signing,
-            },
-        },
-        _event(
-            "order-1001-created",
-            "order.created",
-            {
-                "orderId": 1001,
-                "customer": {"id": "c-42", "email": "ada@example.com"},
-                "lines": [{"sku": "BOOK-123", "quantity": 2, "unitPrice": "19.90"}],
-                "total": {"amount": "39.80", "currency": "EUR"},
-            },
-            source="/shop/orders",
-            ttlSecondsAfterFinished=86400,
-        ),
-        _event(
-            "order-1001-shipped",
-            "order.shipped",
-            {"orderId": 1001, "carrier": "DHL", "trackingNumber": "00340434161234567890"},
-            source="/shop/orders",
-            subscriptions=["orders-to-crm"],
-        ),
-        _event(
-            "invoice-2001-paid",
-            "invoice.paid",
-            {
-                "invoiceId": 2001,
-                "orderId": 1001,
-                "amount": {"value": "39.80", "currency": "EUR"},
-                "paidAt": "2025-01-15T10:30:00Z",
-            },
-            source="/shop/billing",
-        ),
-        _event("product-42-updated", "product.updated", {"productId": 42, "changed": ["price"]}),
-    ]
-
-
-def _event(name: str, type_: str, data: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    ordered = {"type": type_, **({"source": spec.pop("source")} if "source" in spec else {})}
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "WebhookEvent",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {**ordered, **spec, "data": data},
-    }
-
-
-def load_examples(directory: pathlib.Path | None) -> tuple[list[dict[str, Any]], str]:
-    """The example manifests in `directory` (sorted by file name), or the built-in ones.
-
-    Returns the documents and the directory they came from ("" for the built-in ones).
-    """
-    if directory is not None and directory.is_dir():
-        docs: list[dict[str, Any]] = []
-        for path in sorted(directory.glob("*.y*ml")):
-            try:
-                docs += [
-                    d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)
-                ]
-            except (OSError, yaml.YAMLError) as error:
-                raise DemoError(f"cannot read {path}: {error}") from None
-        if any(d.get("kind") == "WebhookSubscription" for d in docs):
-            return docs, f"{_shown_path(directory)}/"
-    return builtin_examples(), ""
-
-
-def _shown_path(path: pathlib.Path) -> str:
-    with contextlib.suppress(ValueError):
-        return str(path.relative_to(pathlib.Path.cwd()))
-    return str(path)
-
-
-def retry_resources(secret_name: str | None) -> list[dict[str, Any]]:
-    """A subscription with fast retries whose endpoint fails twice, and one event for it."""
-    spec: dict[str, Any] = {
-        "url": f"http://localhost:8000{RETRY_PATH}",
-        "eventTypes": ["payment.*"],
-        "retry": {"maxAttempts": 5, "backoff": "Exponential", "initialDelaySeconds": 1, "maxDelaySeconds": 2},
-    }
-    if secret_name is not None:
-        spec["signing"] = {"secretRef": {"name": secret_name}}
-    return [
-        {
-            "apiVersion": GROUP_VERSION,
-            "kind": "WebhookSubscription",
-            "metadata": {"name": RETRY_SUBSCRIPTION, "namespace": NAMESPACE},
-            "spec": spec,
-        },
-        _event(
-            RETRY_EVENT,
-            "payment.captured",
-            {"paymentId": 3001, "orderId": 1001, "amount": "39.80"},
-            source="/shop/payments",
-        ),
-    ]
-
-
-def select_order_events(docs: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """`--events N` order events in all: the examples' own first, then generated ones."""
-    order_events = [d for d in docs if d.get("kind") == "WebhookEvent" and _type(d).startswith("order.")]
-    kept = order_events[: max(0, count)]
-    generated = [
-        {
-            "apiVersion": GROUP_VERSION,
-            "kind": "WebhookEvent",
-            "metadata": {"generateName": "order-", "namespace": NAMESPACE},
-            "spec": {"type": "order.created", "source": "/shop/orders", "data": {"orderId": 1100 + i}},
-        }
-        for i in range(max(0, count - len(order_events)))
-    ]
-    return [d for d in docs if d not in order_events or d in kept] + generated
-
-
-def _type(doc: Mapping[str, Any]) -> str:
-    return str((doc.get("spec") or {}).get("type", ""))
-
-
-def point_at(doc: dict[str, Any], receiver_url: str) -> dict[str, Any]:
-    """A copy of a subscription whose URL keeps its path but goes to the local receiver."""
-    doc = copy.deepcopy(doc)
-    url = urllib.parse.urlsplit(doc["spec"]["url"])
-    doc["spec"]["url"] = receiver_url + (url.path or "/") + (f"?{url.query}" if url.query else "")
-    return doc
-
-
-def signing_keys(docs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
-    """The `signingKey` of every Secret in the manifests, by (namespace, name)."""
-    keys = {}
-    for doc in docs:
-        if doc.get("kind") != "Secret":
-            continue
-        meta = doc.get("metadata") or {}
-        value = (doc.get("stringData") or {}).get("signingKey")
-        if value is None and (encoded := (doc.get("data") or {}).get("signingKey")) is not None:
-            value = base64.b64decode(encoded).decode()
-        if value is not None:
-            keys[(meta.get("namespace", NAMESPACE), meta["name"])] = str(value)
-    return keys
-
-
-def as_stored(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """What an API server stores for `doc`: a Secret's stringData moves into base64 data."""
-    body = copy.deepcopy(dict(doc))
-    if body.get("kind") == "Secret" and "stringData" in body:
-        data = dict(body.get("data") or {})
-        for key, value in body.pop("stringData").items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
-        body["data"] = data
-    return body
-
-
-# -- output ---------------------------------------------------------------------------------------
-
-
-class Console:
-    """Progress lines with the time since the start, flushed at once (the demo is watched live)."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.started = time.monotonic()
-        encoding = getattr(out, "encoding", None) or "ascii"
-        try:
-            "✓✗→…".encode(encoding)
-            self.ok, self.bad, self.arrow, self.more = "✓", "✗", "→", "…"
-        except (UnicodeEncodeError, LookupError):
-            self.ok, self.bad, self.arrow, self.more = "OK", "FAILED", "->", "..."
-
-    def step(self, text: str) -> None:
-        self.line(f"[{time.monotonic() - self.started:5.1f}s] {text}")
-
-    def line(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    def arrival(self, arrival: Arrival, event_name: str) -> None:
-        if arrival.verified is None:
-            check = "unsigned"
-        elif arrival.verified:
-            check = f"signature verified {self.ok}"
-        else:
-            check = f"signature INVALID {self.bad} ({arrival.problem})"
-        answer = f"{arrival.answered}" + (
-            " (scripted outage: will be retried)" if arrival.answered == 503 else ""
-        )
-        what = f"{event_name} ({arrival.event_type})"
-        self.line(
-            f"[{arrival.at - self.started:5.1f}s]   {what:<42} {self.arrow} {arrival.subscription:<20} "
-            f"attempt {arrival.attempt}  webhook-id {arrival.webhook_id[:8]}{self.more}  "
-            f"{check}  {self.arrow} {answer}"
-        )
-
-
-# -- the operator in a thread ---------------------------------------------------------------------
-
-
-class OperatorThread:
-    """The real operator in a thread with its own event loop, as `webhook-operator run` runs it.
-
-    Its own loop, not a task in the demo's: kopf treats the tasks created after it started as
-    its own, and would wait for (then cancel) the demo's at shutdown.
-    """
-
-    def __init__(self, config: OperatorConfig) -> None:
-        self.config = config
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="operator", daemon=True)
-
-    def _run(self) -> None:
-        from webhook_operator.main import run_operator
-
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(run_operator(self.config, stop_flag=self._stop, ready_flag=self._ready))
-        except BaseException as error:  # reported by start()/alive()
-            self.error = error
-        finally:
-            self._ready.set()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def start(self) -> None:
-        self._thread.start()
-        ready = await asyncio.to_thread(self._ready.wait, STARTUP_TIMEOUT)
-        self.check()
-        if not ready:
-            raise DemoError(f"the operator did not get ready within {STARTUP_TIMEOUT:.0f} s")
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise DemoError(f"the operator stopped: {type(self.error).__name__}: {self.error}")
-        if self._thread.ident is not None and not self._thread.is_alive():
-            raise DemoError("the operator stopped unexpectedly")
-
-    async def stop(self) -> bool:
-        """Ask the operator to stop; True if it did within STOP_TIMEOUT."""
-        if self._thread.ident is None:
-            return True
-        self._stop.set()
-        await asyncio.to_thread(self._thread.join, STOP_TIMEOUT)
-        return not self._thread.is_alive()
 
 
 # -- the flow ---------------------------------------------------------------------------------------
@@ -386,14 +91,14 @@ async def run_demo(
     (or $WEBHOOK_OPERATOR_DEMO_LOG): also show the operator's and kopf's log lines at that level.
     """
     console = Console(out or sys.stdout)
-    restore = _configure_logging(log_level or os.environ.get(LOG_ENV))
+    restore = configure_logging(log_level or os.environ.get(LOG_ENV))
     try:
         await Demo(console, events=events, examples=examples).run()
     except asyncio.CancelledError:  # Ctrl-C: everything is stopped by now; no traceback for that
         console.line()
         console.line("demo interrupted")
         return 130
-    except DemoError as error:
+    except (DemoError, OperatorFailed) as error:
         console.line()
         console.line(f"demo failed: {error}")
         console.line(f"(run again with {LOG_ENV}=debug to see the operator's log)")
@@ -406,40 +111,6 @@ async def run_demo(
     finally:
         restore()
     return 0
-
-
-def _configure_logging(level_name: str | None) -> Callable[[], None]:
-    """Quiet by default: the demo prints what happens; kopf's and the operator's lines on request.
-
-    Returns a function that puts the logging configuration back as it was.
-    """
-    from webhook_operator import logs
-
-    root = logging.getLogger()
-    quieted = ("kopf", "webhook_operator", "aiohttp")
-    saved = (list(root.handlers), root.level, [logging.getLogger(name).level for name in quieted])
-    level = getattr(logging, level_name.upper(), None) if level_name else None
-    logs.configure("text", level if isinstance(level, int) else logging.WARNING)
-    for handler in root.handlers:
-        handler.addFilter(_expected_notices)
-    if not isinstance(level, int):
-        logging.getLogger("kopf").setLevel(logging.WARNING)
-        # The operator logs each failed attempt as a warning; the demo shows those itself.
-        logging.getLogger("webhook_operator").setLevel(logging.ERROR)
-        logging.getLogger("aiohttp").setLevel(logging.ERROR)
-
-    def restore() -> None:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        for name, old_level in zip(quieted, saved[2], strict=True):
-            logging.getLogger(name).setLevel(old_level)
-
-    return restore
-
-
-def _expected_notices(record: logging.LogRecord) -> bool:
-    """Drop kopf's notice that it runs outside the main thread: the demo does that on purpose."""
-    return not (record.name.startswith("kopf") and "running not in the main thread" in record.getMessage())
 
 
 class Demo:
@@ -473,7 +144,7 @@ class Demo:
             say("starting the operator (kopf, in its own thread)")
             operator = OperatorThread(self._config(standin))
             stack.push_async_callback(self._stop, operator)
-            await operator.start()
+            await operator.start(STARTUP_TIMEOUT)
             say("  operator running: watching WebhookSubscriptions, WebhookEvents and Secrets")
 
             self.console.line()
@@ -501,10 +172,10 @@ class Demo:
             now = utcnow()
             self.console.line()
             self.console.line(f"$ kubectl get webhooksubscriptions -n {NAMESPACE}")
-            self.console.line(get_table(subs, await self._columns("webhooksubscriptions"), now))
+            self.console.line(get_table(subs, await self._columns(Plural.SUBSCRIPTIONS), now))
             self.console.line()
             self.console.line(f"$ kubectl get webhookevents -n {NAMESPACE}")
-            self.console.line(get_table(final, await self._columns("webhookevents"), now))
+            self.console.line(get_table(final, await self._columns(Plural.EVENTS), now))
             self.console.line()
             retried = next(e for e in final if e["metadata"]["name"] == RETRY_EVENT)
             self.console.line(f"$ kubectl describe webhookevent {RETRY_EVENT} -n {NAMESPACE}")
@@ -518,13 +189,7 @@ class Demo:
     # -- steps ----------------------------------------------------------------------------------
 
     def _config(self, standin: ApiStandin) -> OperatorConfig:
-        return OperatorConfig(
-            egress=EgressPolicy.from_cidrs(["127.0.0.0/8", "::1/128"]),
-            event_workers=8,
-            health_flush_seconds=0.2,
-            shutdown_grace_seconds=2.0,
-            connection=kopf.ConnectionInfo(server=str(standin.url), insecure=True),
-        )
+        return standin_config(standin.url, event_workers=8)
 
     def _route(
         self, receiver: Receiver, docs: Sequence[Mapping[str, Any]], keys: Mapping[tuple[str, str], str]
@@ -563,7 +228,7 @@ class Demo:
         self.console.step(f"waiting for {len(names)} subscriptions to be Ready")
 
         async def all_ready() -> list[dict[str, Any]] | None:
-            subs = [await self._get("webhooksubscriptions", name) for name in names]
+            subs = [await self._get(Plural.SUBSCRIPTIONS, name) for name in names]
             return subs if all(_condition(s, "Ready").get("status") == "True" for s in subs) else None
 
         try:
@@ -571,7 +236,7 @@ class Demo:
         except TimeoutError:
             lines = []
             for name in names:
-                ready = _condition(await self._get("webhooksubscriptions", name), "Ready")
+                ready = _condition(await self._get(Plural.SUBSCRIPTIONS, name), "Ready")
                 if ready.get("status") != "True":
                     lines.append(
                         f"{name}: {ready.get('reason', 'no Ready condition yet')} {ready.get('message', '')}"
@@ -585,7 +250,7 @@ class Demo:
 
     async def _wait_delivered(self, operator: OperatorThread) -> list[dict[str, Any]]:
         async def all_final() -> list[dict[str, Any]] | None:
-            events = await self._list("webhookevents")
+            events = await self._list(Plural.EVENTS)
             done = all(
                 _condition(e, "Delivered").get("status") == "True"
                 or _condition(e, "Failed").get("status") == "True"
@@ -598,7 +263,7 @@ class Demo:
         except TimeoutError:
             waiting = [
                 f"{e['metadata']['name']} ({_delivery_summary(e)})"
-                for e in await self._list("webhookevents")
+                for e in await self._list(Plural.EVENTS)
                 if _condition(e, "Delivered").get("status") != "True"
             ]
             raise DemoError(
@@ -653,14 +318,14 @@ class Demo:
                     expected[entry["subscription"]] = expected.get(entry["subscription"], 0) + 1
 
         async def caught_up() -> list[dict[str, Any]] | None:
-            subs = await self._list("webhooksubscriptions")
+            subs = await self._list(Plural.SUBSCRIPTIONS)
             counts = {s["metadata"]["name"]: (s.get("status") or {}).get("deliveredCount", 0) for s in subs}
             return subs if all(counts.get(name) == n for name, n in expected.items()) else None
 
         try:
             return await _poll(caught_up, COUNTERS_TIMEOUT, operator)
         except TimeoutError:
-            subs = await self._list("webhooksubscriptions")
+            subs = await self._list(Plural.SUBSCRIPTIONS)
             got = {s["metadata"]["name"]: (s.get("status") or {}).get("deliveredCount") for s in subs}
             raise DemoError(f"subscription deliveredCount {got}, expected {expected}") from None
 
@@ -674,8 +339,10 @@ class Demo:
         await asyncio.wait_for(receiver.queue.join(), timeout=2)
 
     async def _stop(self, operator: OperatorThread) -> None:
-        if not await operator.stop():
-            self.console.step(f"  the operator did not stop within {STOP_TIMEOUT:.0f} s; leaving it behind")
+        try:
+            await operator.stop(STOP_TIMEOUT)
+        except OperatorFailed as error:
+            self.console.step(f"  {error}")
 
     # -- reading the API, as kubectl would ------------------------------------------------------
 
@@ -690,9 +357,7 @@ class Demo:
         return items
 
     async def _columns(self, plural: str) -> list[Any]:
-        crd = await self._call(
-            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.webhooks.openplatform.dev"
-        )
+        crd = await self._call(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{GROUP}")
         return printer_columns(crd)
 
     async def _k8s_events(self, obj: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -757,4 +422,4 @@ def _delivery_summary(event: Mapping[str, Any]) -> str:
     )
 
 
-__all__ = ["DemoError", "builtin_examples", "load_examples", "run_demo"]
+__all__ = ["run_demo"]
