@@ -6,8 +6,11 @@ line to it; `kubectl webhooks` alone prints a short help instead of argparse's u
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+
+from webhook_operator.commands import VERBS, register
 
 PROG = "kubectl webhooks"
 SHORT_HELP = f"""\
@@ -27,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments:
         print(SHORT_HELP, end="")
         return 0
+    if arguments[0] in VERBS:
+        # The cluster verbs alone: `publish` then starts without loading kopf (cli.py's imports).
+        parser = argparse.ArgumentParser(prog=PROG)
+        register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+        args = parser.parse_args(arguments)
+        return int(args.handler(args))
     from webhook_operator.cli import main as cli_main
 
     return cli_main(arguments, prog=PROG)

@@ -336,9 +336,11 @@ class FaultyStandin(ApiStandin):
 
 
 @contextlib.asynccontextmanager
-async def serve_standin(**options: Any) -> AsyncIterator[FaultyStandin]:
-    """`serve_api_standin`, for the FaultyStandin subclass."""
-    standin = FaultyStandin(**options)
+async def serve_standin(
+    kind: type[FaultyStandin] | None = None, **options: Any
+) -> AsyncIterator[FaultyStandin]:
+    """`serve_api_standin`, for the FaultyStandin subclass (or `kind`, a subclass of it)."""
+    standin = (kind or FaultyStandin)(**options)
     async with standin:
         server = aiohttp.web.Server(standin, handler_cancellation=True, access_log=None)
         runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)

@@ -10,6 +10,8 @@ import argparse
 
 from webhook_operator.commands import gen_secret, publish, replay
 
+VERBS = ("publish", "replay", "gen-secret")
+
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     publish.register(commands)
