@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.e2e.cluster import REPO, Kubectl
-from tests.e2e.conftest import Operator
+from tests.e2e.conftest import Operator, deploy_rbac, token_kubeconfig
 from tests.e2e.receiver import Receiver, wait_for_requests
 from webhook_operator.client import AsyncPublisher, Publisher, name_for_key
 
@@ -352,3 +353,83 @@ def test_gen_secret_asymmetric_prints_the_public_key_of_the_stored_private_key(
     )
     assert printed == "whpk_" + base64.b64encode(public).decode()
     assert secret["metadata"]["annotations"]["webhooks.openplatform.dev/public-key"] == printed
+
+
+# The contract's publisher role: create/get/list/watch webhookevents, nothing else.
+PUBLISHER_RULES = [
+    {
+        "apiGroups": ["webhooks.openplatform.dev"],
+        "resources": ["webhookevents"],
+        "verbs": ["create", "get", "list", "watch"],
+    }
+]
+
+
+def publisher_role_ref(kubectl: Kubectl, namespace: str) -> dict[str, str]:
+    """deploy/'s ClusterRole webhook-operator-publisher when deploy/base ships it, else a Role
+    with the rules the contract gives it: either way, only what an application is granted."""
+    shipped = [
+        o
+        for o in deploy_rbac()
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "webhook-operator-publisher"
+    ]
+    if shipped:
+        kubectl.apply(shipped)
+        return {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "webhook-operator-publisher",
+        }
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "publisher", "namespace": namespace},
+    }
+    kubectl.apply([{**role, "rules": PUBLISHER_RULES}])
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "publisher"}
+
+
+def test_an_application_account_with_only_the_publisher_role_can_publish_and_wait(
+    kubectl: Kubectl, namespace: str, new_namespace: Callable[[], str], operator: Operator, tmp_path: Path
+) -> None:
+    elsewhere = new_namespace()
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "orders-service", "namespace": namespace},
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "orders-service-publishes", "namespace": namespace},
+        "roleRef": publisher_role_ref(kubectl, namespace),
+        "subjects": [{"kind": "ServiceAccount", "name": "orders-service", "namespace": namespace}],
+    }
+    kubectl.apply([account, binding])
+    kubeconfig = str(token_kubeconfig(kubectl, namespace, "orders-service", tmp_path))
+    arguments = (
+        "order.created",
+        "--kubeconfig",
+        kubeconfig,
+        "--key",
+        "as-the-app",
+        "--wait",
+        "--timeout",
+        "60",
+    )
+
+    first = publish(*arguments, "-n", namespace)
+    again = publish(*arguments, "-n", namespace)
+    forbidden = publish(*arguments, "-n", elsewhere)
+    with Publisher(namespace=namespace, kubeconfig=kubeconfig) as publisher:
+        from_python = publisher.publish("order.paid", {"orderId": 1}, key="paid-as-the-app")
+        status = publisher.wait(from_python.name, timeout=60)
+
+    assert first.returncode == 0, first.stderr  # nothing subscribed: Delivered, NoSubscriptions
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    assert status.outcome == "Delivered"
+    assert forbidden.returncode == 4
+    assert "forbidden" in forbidden.stderr.lower()
+    assert "webhook-operator-publisher" in forbidden.stderr
+    assert events(kubectl, elsewhere) == []
