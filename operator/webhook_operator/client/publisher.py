@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -86,24 +87,16 @@ class Publisher:
         request = check_event(
             type, data, key=key, source=source, subscriptions=subscriptions, ttl_seconds=ttl_seconds
         )
-        for _ in range(_CREATE_TRIES):
+        steps = _publishing(request, self.namespace)
+        step: _Call | PublishedEvent = next(steps)
+        while isinstance(step, _Call):
             try:
-                created = self._api.request(
-                    "POST", events_path(self.namespace), body=request.manifest(self.namespace)
-                )
-                return _published(created, created=True)
-            except AlreadyExistsError:
-                try:
-                    existing = self._api.request("GET", events_path(self.namespace, request.name))
-                except NotFoundError:
-                    continue
+                answer = self._api.request(step.method, step.path, body=step.body)
             except ApiError as error:
-                raise _explained(error, self.namespace) from None
-            found = _existing(existing, request)
-            if isinstance(found, PublishedEvent):
-                return found
-            request = found
-        raise ApiError(409, "Conflict", f"webhookevent {request.name} kept changing while it was created")
+                step = _throw(steps, error)
+            else:
+                step = _send(steps, answer)
+        return step
 
     def status(self, name: str) -> EventStatus:
         """The event's status now."""
@@ -193,23 +186,16 @@ class AsyncPublisher:
             type, data, key=key, source=source, subscriptions=subscriptions, ttl_seconds=ttl_seconds
         )
         api = await self._connected()
-        namespace = await self.namespace()
-        for _ in range(_CREATE_TRIES):
+        steps = _publishing(request, await self.namespace())
+        step: _Call | PublishedEvent = next(steps)
+        while isinstance(step, _Call):
             try:
-                created = await api.request("POST", events_path(namespace), body=request.manifest(namespace))
-                return _published(created, created=True)
-            except AlreadyExistsError:
-                try:
-                    existing = await api.request("GET", events_path(namespace, request.name))
-                except NotFoundError:
-                    continue
+                answer = await api.request(step.method, step.path, body=step.body)
             except ApiError as error:
-                raise _explained(error, namespace) from None
-            found = _existing(existing, request)
-            if isinstance(found, PublishedEvent):
-                return found
-            request = found
-        raise ApiError(409, "Conflict", f"webhookevent {request.name} kept changing while it was created")
+                step = _throw(steps, error)
+            else:
+                step = _send(steps, answer)
+        return step
 
     async def status(self, name: str) -> EventStatus:
         return event_status(await self._get(name))
@@ -271,6 +257,51 @@ class AsyncPublisher:
             return await api.request("GET", events_path(namespace, name))
         except ApiError as error:
             raise _explained(error, namespace) from None
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    body: Mapping[str, Any] | None = None
+
+
+# The publish flow, written once for both publishers: it yields the requests to make and is sent
+# their answers (or thrown their errors); Publisher and AsyncPublisher only carry them out.
+_Steps = Generator[_Call, dict[str, Any], PublishedEvent]
+
+
+def _publishing(request: EventRequest, namespace: str) -> _Steps:
+    for _ in range(_CREATE_TRIES):
+        try:
+            created = yield _Call("POST", events_path(namespace), request.manifest(namespace))
+            return _published(created, created=True)
+        except AlreadyExistsError:
+            try:
+                existing = yield _Call("GET", events_path(namespace, request.name))
+            except NotFoundError:
+                continue  # deleted (its TTL) between our create and our read: create again
+        except ApiError as error:
+            raise _explained(error, namespace) from None
+        found = _existing(existing, request)
+        if isinstance(found, PublishedEvent):
+            return found
+        request = found
+    raise ApiError(409, "Conflict", f"webhookevent {request.name} kept changing while it was created")
+
+
+def _send(steps: _Steps, answer: dict[str, Any]) -> _Call | PublishedEvent:
+    try:
+        return steps.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _throw(steps: _Steps, error: ApiError) -> _Call | PublishedEvent:
+    try:
+        return steps.throw(error)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def _published(obj: Mapping[str, Any], *, created: bool) -> PublishedEvent:

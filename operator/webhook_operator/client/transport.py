@@ -66,19 +66,59 @@ def _client_options(connection: Connection, timeout: float) -> dict[str, Any]:
     }
 
 
-def _headers(auth: str | None, content_type: str | None) -> dict[str, str]:
-    headers = {"Content-Type": content_type} if content_type else {}
-    if auth:
-        headers["Authorization"] = auth
-    return headers
+def _build(
+    client: httpx.Client | httpx.AsyncClient,
+    connection: Connection,
+    auth: str | None,
+    method: str,
+    path: str,
+    *,
+    body: object = None,
+    content_type: str = "application/json",
+    params: Mapping[str, str] | None = None,
+    timeout: httpx.Timeout | None = None,
+) -> httpx.Request:
+    headers = {"Authorization": auth} if auth else {}
+    content = json.dumps(body).encode() if body is not None else None
+    if content is not None:
+        headers["Content-Type"] = content_type
+    extensions = {"sni_hostname": connection.sni_hostname} if connection.sni_hostname else {}
+    options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+    return client.build_request(
+        method, path, content=content, params=params, headers=headers, extensions=extensions, **options
+    )
 
 
-def _extensions(connection: Connection) -> dict[str, Any]:
-    return {"sni_hostname": connection.sni_hostname} if connection.sni_hostname else {}
+def _watch_query(params: Mapping[str, str], seconds: float) -> tuple[dict[str, str], httpx.Timeout]:
+    """The server ends the stream after `seconds`; the read timeout leaves it room to."""
+    query = {**params, "watch": "true", "timeoutSeconds": str(max(1, int(seconds)))}
+    return query, httpx.Timeout(seconds + 10, connect=10.0)
 
 
-def _watch_lines(line: str) -> dict[str, Any] | None:
+def _result(response: httpx.Response) -> dict[str, Any] | ApiError:
+    if response.status_code < 300:
+        return dict(response.json()) if response.content else {}
+    return api_error(response.status_code, response.content)
+
+
+def _watch_event(line: str) -> dict[str, Any] | None:
     return json.loads(line) if line.strip() else None
+
+
+class _Retries:
+    """The backoff of one request: how long to wait before the next try, or the error to raise."""
+
+    def __init__(self, budget: float) -> None:
+        self._deadline = time.monotonic() + budget
+        self._attempt = 0
+
+    def delay(self, error: ApiError, response: httpx.Response | None) -> float:
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        delay = retry_delay(self._attempt, retry_after, self._deadline - time.monotonic())
+        self._attempt += 1
+        if not retryable(error.status) or delay is None:
+            raise error
+        return delay
 
 
 class SyncApi:
@@ -92,63 +132,45 @@ class SyncApi:
     def close(self) -> None:
         self._client.close()
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: object = None,
-        content_type: str = "application/json",
-        params: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        content = json.dumps(body).encode() if body is not None else None
-        deadline = time.monotonic() + self._retry_seconds
-        for attempt in range(1000):
-            retry_after = None
+    def request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        """Send (`body`, `content_type`, `params` as keywords) and return the decoded answer."""
+        retries = _Retries(self._retry_seconds)
+        while True:
+            response = None
+            request = _build(
+                self._client, self.connection, self.connection.auth_header(), method, path, **options
+            )
             try:
-                response = self._client.request(
-                    method,
-                    path,
-                    content=content,
-                    params=params,
-                    headers=_headers(self.connection.auth_header(), content_type if content else None),
-                    extensions=_extensions(self.connection),
-                )
+                response = self._client.send(request)
+                result = _result(response)
             except httpx.TransportError as exc:
-                error = _unreachable(exc)
-            else:
-                if response.status_code < 300:
-                    return dict(response.json()) if response.content else {}
-                error = api_error(response.status_code, response.content)
-                retry_after = response.headers.get("Retry-After")
-            delay = retry_delay(attempt, retry_after, deadline - time.monotonic())
-            if not retryable(error.status) or delay is None:
-                raise error
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+                result = _unreachable(exc)
+            if not isinstance(result, ApiError):
+                return result
+            time.sleep(retries.delay(result, response))
 
     def watch(self, path: str, params: Mapping[str, str], *, seconds: float) -> Iterator[dict[str, Any]]:
         """Watch events from `path` until the server ends the stream (after `seconds`); not retried."""
-        query = {**params, "watch": "true", "timeoutSeconds": str(max(1, int(seconds)))}
+        query, timeout = _watch_query(params, seconds)
+        auth = self.connection.auth_header()
+        request = _build(self._client, self.connection, auth, "GET", path, params=query, timeout=timeout)
         try:
-            with self._client.stream(
-                "GET",
-                path,
-                params=query,
-                headers=_headers(self.connection.auth_header(), None),
-                timeout=httpx.Timeout(seconds + 10, connect=10.0),
-                extensions=_extensions(self.connection),
-            ) as response:
+            response = self._client.send(request, stream=True)
+            try:
                 if response.status_code >= 300:
                     raise api_error(response.status_code, response.read())
                 for line in response.iter_lines():
-                    if (event := _watch_lines(line)) is not None:
+                    if (event := _watch_event(line)) is not None:
                         yield event
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             raise _unreachable(exc) from exc
 
 
 class AsyncApi:
+    """SyncApi's twin for asyncio."""
+
     def __init__(
         self, connection: Connection, *, retry_seconds: float = DEFAULT_RETRY_SECONDS, timeout: float = 30.0
     ) -> None:
@@ -163,58 +185,36 @@ class AsyncApi:
         # May re-read a token file or run a kubeconfig exec plugin: off the event loop.
         return await asyncio.to_thread(self.connection.auth_header)
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: object = None,
-        content_type: str = "application/json",
-        params: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        content = json.dumps(body).encode() if body is not None else None
-        deadline = time.monotonic() + self._retry_seconds
-        for attempt in range(1000):
-            retry_after = None
+    async def request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        retries = _Retries(self._retry_seconds)
+        while True:
+            response = None
+            request = _build(self._client, self.connection, await self._auth(), method, path, **options)
             try:
-                response = await self._client.request(
-                    method,
-                    path,
-                    content=content,
-                    params=params,
-                    headers=_headers(await self._auth(), content_type if content else None),
-                    extensions=_extensions(self.connection),
-                )
+                response = await self._client.send(request)
+                result = _result(response)
             except httpx.TransportError as exc:
-                error = _unreachable(exc)
-            else:
-                if response.status_code < 300:
-                    return dict(response.json()) if response.content else {}
-                error = api_error(response.status_code, response.content)
-                retry_after = response.headers.get("Retry-After")
-            delay = retry_delay(attempt, retry_after, deadline - time.monotonic())
-            if not retryable(error.status) or delay is None:
-                raise error
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+                result = _unreachable(exc)
+            if not isinstance(result, ApiError):
+                return result
+            await asyncio.sleep(retries.delay(result, response))
 
     async def watch(
         self, path: str, params: Mapping[str, str], *, seconds: float
     ) -> AsyncIterator[dict[str, Any]]:
-        query = {**params, "watch": "true", "timeoutSeconds": str(max(1, int(seconds)))}
+        query, timeout = _watch_query(params, seconds)
+        request = _build(
+            self._client, self.connection, await self._auth(), "GET", path, params=query, timeout=timeout
+        )
         try:
-            async with self._client.stream(
-                "GET",
-                path,
-                params=query,
-                headers=_headers(await self._auth(), None),
-                timeout=httpx.Timeout(seconds + 10, connect=10.0),
-                extensions=_extensions(self.connection),
-            ) as response:
+            response = await self._client.send(request, stream=True)
+            try:
                 if response.status_code >= 300:
                     raise api_error(response.status_code, await response.aread())
                 async for line in response.aiter_lines():
-                    if (event := _watch_lines(line)) is not None:
+                    if (event := _watch_event(line)) is not None:
                         yield event
+            finally:
+                await response.aclose()
         except httpx.TransportError as exc:
             raise _unreachable(exc) from exc

@@ -83,29 +83,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run(args: argparse.Namespace) -> int:
     try:
         data = _read_data(args)
-        # Every check before the first request: bad input never reaches the cluster.
-        check_event(
-            args.type,
-            data,
-            key=args.key,
-            source=args.source,
-            subscriptions=args.subscription,
-            ttl_seconds=args.ttl,
-        )
+        options = {
+            "key": args.key,
+            "source": args.source,
+            "subscriptions": args.subscription,
+            "ttl_seconds": args.ttl,
+        }
+        check_event(args.type, data, **options)  # every check before the first request
         if args.wait and args.timeout <= 0:
             raise InvalidEventError("--timeout must be more than 0 seconds")
     except InvalidEventError as error:
         fail(BAD_INPUT, f"{error} (nothing was published)")
     try:
         with Publisher(args.namespace, args.kubeconfig, context=args.context) as publisher:
-            event = publisher.publish(
-                args.type,
-                data,
-                key=args.key,
-                source=args.source,
-                subscriptions=args.subscription,
-                ttl_seconds=args.ttl,
-            )
+            event = publisher.publish(args.type, data, **options)
             print(event.name, flush=True)
             if not event.created:
                 note(f"webhookevent/{event.name} already published with this key: nothing new was created")

@@ -76,17 +76,18 @@ def run(args: argparse.Namespace) -> int:
         fail(CLUSTER_ERROR, str(error))
 
 
+def _annotate(api: SyncApi, path: str, annotation: str, value: str) -> None:
+    api.request(
+        "PATCH", path, body={"metadata": {"annotations": {annotation: value}}}, content_type=MERGE_PATCH
+    )
+
+
 def _replay_event(api: SyncApi, namespace: str, name: str, now: dt.datetime) -> int:
     path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/webhookevents/{name}"
     event = api.request("GET", path)
     failed = [d for d in (event.get("status") or {}).get("deliveries") or [] if d.get("state") == "Failed"]
     value = now.isoformat(timespec="microseconds").replace("+00:00", "Z")  # new on every call
-    api.request(
-        "PATCH",
-        path,
-        body={"metadata": {"annotations": {REDELIVER_ANNOTATION: value}}},
-        content_type=MERGE_PATCH,
-    )
+    _annotate(api, path, REDELIVER_ANNOTATION, value)
     print(f"webhookevent/{name} redelivery requested")
     if failed:
         names = ", ".join(d["subscription"] for d in failed)
@@ -100,12 +101,7 @@ def _recover_subscription(api: SyncApi, namespace: str, name: str, since: dt.dat
     path = f"/apis/{GROUP}/v1alpha1/namespaces/{namespace}/webhooksubscriptions/{name}"
     api.request("GET", path)  # a clear "not found" before writing anything
     value = since.isoformat(timespec="seconds").replace("+00:00", "Z")
-    api.request(
-        "PATCH",
-        path,
-        body={"metadata": {"annotations": {RECOVER_SINCE_ANNOTATION: value}}},
-        content_type=MERGE_PATCH,
-    )
+    _annotate(api, path, RECOVER_SINCE_ANNOTATION, value)
     print(f"webhooksubscription/{name} recovery requested")
     note(
         f"failed deliveries to it of events created since {value} go back to Pending "
