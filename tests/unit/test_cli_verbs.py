@@ -12,7 +12,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from webhook_operator import cli, kubectl_plugin
+from webhook_operator import cli, launcher
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def _no_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_kubectl_webhooks_without_arguments_prints_a_short_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert kubectl_plugin.main([]) == 0
+    assert launcher.kubectl_main([]) == 0
     shown = capsys.readouterr().out
     for verb in ("publish TYPE", "replay", "gen-secret NAME"):
         assert f"kubectl webhooks {verb}" in shown
@@ -30,7 +30,7 @@ def test_kubectl_webhooks_without_arguments_prints_a_short_help(capsys: pytest.C
 
 def test_the_plugin_names_itself_in_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        kubectl_plugin.main(["replay"])
+        launcher.kubectl_main(["replay"])
     assert exited.value.code == 2
     assert "usage: kubectl webhooks replay" in capsys.readouterr().err
 
@@ -50,7 +50,7 @@ def test_gen_secret_prints_a_symmetric_key_manifest_without_a_cluster(
 def test_gen_secret_asymmetric_manifest_holds_a_seed_and_its_public_key(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert kubectl_plugin.main(["gen-secret", "ed", "--asymmetric", "-o", "yaml"]) == 0
+    assert launcher.kubectl_main(["gen-secret", "ed", "--asymmetric", "-o", "yaml"]) == 0
     captured = capsys.readouterr()
     manifest = yaml.safe_load(captured.out)
     assert "namespace" not in manifest["metadata"], "no -n: left to `kubectl apply -n`"
@@ -83,7 +83,7 @@ def test_bad_input_exits_2_before_looking_for_a_cluster(
     arguments: list[str], problem: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
-        kubectl_plugin.main(arguments)
+        launcher.kubectl_main(arguments)
     assert exited.value.code == 2
     assert problem in capsys.readouterr().err
 
@@ -92,6 +92,6 @@ def test_without_a_cluster_configuration_the_verbs_exit_4_and_say_so(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit) as exited:
-        kubectl_plugin.main(["publish", "order.created", "-n", "shop"])
+        launcher.kubectl_main(["publish", "order.created", "-n", "shop"])
     assert exited.value.code == 4
     assert "no usable cluster configuration" in capsys.readouterr().err
