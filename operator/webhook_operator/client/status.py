@@ -14,7 +14,8 @@ DeliveryState = Literal["Pending", "InFlight", "Retrying", "Succeeded", "Failed"
 class PublishedEvent:
     """A WebhookEvent that exists. `uid` is the `webhook-id` its receivers see.
 
-    `created` is False when the idempotency key had been published before (this call was a no-op).
+    `created` is False when the event was already there: published before with the same key (this
+    call was a no-op), or created by this call's own first request whose answer was lost.
     """
 
     name: str
