@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.e2e.cluster import REPO, Kubectl
 from tests.e2e.conftest import Operator, deploy_rbac, token_kubeconfig
 from tests.e2e.receiver import Receiver, wait_for_requests
+from tests.standard_webhooks_v1a import verify_v1a
 from webhook_operator.client import AsyncPublisher, Publisher, name_for_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -283,10 +284,13 @@ def test_replay_of_an_event_redelivers_its_failed_delivery(
     assert [r.status for r in wait_for_requests(receiver, path, 2)] == [500, 200]
 
 
-def test_replay_of_a_subscription_asks_for_recovery_since_the_given_time(
-    kubectl: Kubectl, namespace: str
+def test_replay_of_a_subscription_recovers_its_failed_deliveries_since_the_given_time(
+    kubectl: Kubectl, namespace: str, receiver: Receiver, operator: Operator
 ) -> None:
-    kubectl.apply([subscription(namespace, "crm", "https://crm.example.com/hooks")])
+    path = "/crm?fail=2&status=500"  # the first two requests fail, every later one succeeds
+    subscribed(kubectl, namespace, "crm", receiver.url(path), retry={"maxAttempts": 1})
+    failed = [publish("order.created", "-n", namespace, "--key", f"o-{n}", "--wait") for n in range(2)]
+    assert [r.returncode for r in failed] == [1, 1], [r.stderr for r in failed]
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     result = run(
@@ -298,6 +302,9 @@ def test_replay_of_a_subscription_asks_for_recovery_since_the_given_time(
     annotations = kubectl.json("whsub/crm", "-n", namespace)["metadata"]["annotations"]
     since = dt.datetime.fromisoformat(annotations["webhooks.openplatform.dev/recover-since"])
     assert abs((before - dt.timedelta(hours=2)) - since) < dt.timedelta(seconds=30)
+    for r in failed:
+        kubectl.wait("--for=condition=Delivered", f"whev/{r.stdout.strip()}", "-n", namespace, timeout=60)
+    assert [r.status for r in wait_for_requests(receiver, path, 4)] == [500, 500, 200, 200]
     assert missing.returncode == 4
     assert "not found" in missing.stderr
 
@@ -335,11 +342,10 @@ def test_gen_secret_creates_a_key_the_operator_signs_with(
     }
 
 
-def test_gen_secret_asymmetric_prints_the_public_key_of_the_stored_private_key(
-    kubectl: Kubectl, namespace: str
+def test_gen_secret_asymmetric_key_signs_v1a_verifiable_with_the_printed_public_key(
+    kubectl: Kubectl, namespace: str, receiver: Receiver, operator: Operator
 ) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     result = run(str(BIN / "webhook-operator"), "gen-secret", "ed", "-n", namespace, "--asymmetric")
 
@@ -348,11 +354,15 @@ def test_gen_secret_asymmetric_prints_the_public_key_of_the_stored_private_key(
     secret = kubectl.json("secret/ed", "-n", namespace)
     private = base64.b64decode(secret["data"]["signingKey"]).decode()
     seed = base64.b64decode(private.removeprefix("whsk_"))
-    public = (
-        Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    )
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
     assert printed == "whpk_" + base64.b64encode(public).decode()
     assert secret["metadata"]["annotations"]["webhooks.openplatform.dev/public-key"] == printed
+    # The operator signs with it, and publishes the same public key for receivers to pin.
+    subscribed(kubectl, namespace, "pinned", receiver.url("/pinned"), signing={"secretRef": {"name": "ed"}})
+    assert kubectl.json("whsub/pinned", "-n", namespace)["status"]["signing"]["publicKeys"] == [printed]
+    assert publish("order.created", "-n", namespace, "--data", '{"id": 2}', "--wait").returncode == 0
+    (request,) = wait_for_requests(receiver, "/pinned", 1)
+    verify_v1a(printed, request.body, request.headers)
 
 
 # The contract's publisher role: create/get/list/watch webhookevents, nothing else.
