@@ -12,9 +12,11 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@if [ -f examples/receivers/express/package-lock.json ] && command -v npm >/dev/null; then \
-		cd examples/receivers/express && npm ci --silent --no-audit --no-fund; \
-	else echo "npm not found: the Express receiver tests will skip"; fi
+	@if command -v npm >/dev/null; then \
+		for kit in examples/receivers/express examples/publishers/node; do \
+			(cd $$kit && npm ci --silent --no-audit --no-fund) || exit 1; \
+		done; \
+	else echo "npm not found: the Express receiver and Node publisher tests will skip"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

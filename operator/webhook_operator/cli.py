@@ -1,4 +1,4 @@
-"""The command line: `webhook-operator run` and `webhook-operator demo`."""
+"""The command line: `webhook-operator run`, `demo`, and the cluster verbs of webhook_operator.commands."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from webhook_operator import __version__
+from webhook_operator.commands import register as register_commands
 from webhook_operator.config import ALLOW_CIDRS_ENV, OperatorConfig, allowed_cidrs
 from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressConfigError, EgressPolicy
@@ -16,9 +17,9 @@ from webhook_operator.domain.health import DisableRules
 from webhook_operator.domain.scope import NamespaceScope, ScopeError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "webhook-operator") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="webhook-operator", description="Kubernetes-native webhook delivery (kopf operator)."
+        prog=prog, description="Kubernetes-native webhook delivery (kopf operator)."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also show the operator's and kopf's own logs at this level",
     )
+    register_commands(commands)
     return parser
 
 
@@ -139,8 +141,10 @@ def run_demo_command(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(events=args.events, log_level=args.log_level))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "webhook-operator") -> int:
+    args = build_parser(prog).parse_args(argv)
+    if (handler := getattr(args, "handler", None)) is not None:
+        return int(handler(args))
     if args.command == "demo":
         return run_demo_command(args)
 

@@ -335,9 +335,12 @@ class FaultyStandin(ApiStandin):
 
 
 @contextlib.asynccontextmanager
-async def serve_standin(**options: Any) -> AsyncIterator[FaultyStandin]:
-    """`serve_api_standin`, for the FaultyStandin subclass; held writes are let go at the end."""
-    async with serve(FaultyStandin(**options)) as standin:
+async def serve_standin(
+    kind: type[FaultyStandin] | None = None, **options: Any
+) -> AsyncIterator[FaultyStandin]:
+    """`serve_api_standin`, for the FaultyStandin subclass (or `kind`, a subclass of it); held
+    writes are let go at the end."""
+    async with serve((kind or FaultyStandin)(**options)) as standin:
         try:
             yield standin
         finally:
