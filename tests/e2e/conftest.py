@@ -113,7 +113,9 @@ def pytest_runtest_makereport(
 
 def _no_cluster(reason: str) -> None:
     if REQUIRE_CLUSTER:
-        pytest.fail(f"a cluster is required (E2E_IN_CLUSTER or E2E_REQUIRE_CLUSTER) but {reason}", pytrace=False)
+        pytest.fail(
+            f"a cluster is required (E2E_IN_CLUSTER or E2E_REQUIRE_CLUSTER) but {reason}", pytrace=False
+        )
     pytest.skip(reason)
 
 

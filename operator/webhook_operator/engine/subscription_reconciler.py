@@ -14,6 +14,7 @@ from typing import Any
 from webhook_operator.config import OperatorConfig
 from webhook_operator.domain.clock import utcnow
 from webhook_operator.domain.conditions import find_condition, upsert_condition
+from webhook_operator.domain.progress import subscription_progress
 from webhook_operator.domain.readiness import READY
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
 from webhook_operator.engine.subscriptions import SubscriptionRecord, SubscriptionRegistry
@@ -92,12 +93,9 @@ class SubscriptionReconciler:
         condition = state.readiness.condition
         now = utcnow()
         conditions = record.status.get("conditions")
-        new_conditions = upsert_condition(
-            conditions if isinstance(conditions, list) else [],
-            condition,
-            now=now,
-            generation=record.generation,
-        )
+        new_conditions = conditions if isinstance(conditions, list) else []
+        for each in (condition, *subscription_progress(condition)):
+            new_conditions = upsert_condition(new_conditions, each, now=now, generation=record.generation)
         status: dict[str, Any] = {
             "observedGeneration": record.generation,
             "conditions": new_conditions,
