@@ -78,7 +78,7 @@ class EventReconciler:
         self._accounting = accounting
         self._waiting: dict[SubKey, set[EventKey]] = {}
         self._waiting_on: dict[EventKey, set[SubKey]] = {}
-        self._pending: dict[EventKey, int] = {}
+        self._pending: dict[EventKey, set[SubKey]] = {}  # open deliveries, for the gauge
         # Outcomes of attempts whose status write failed for good: recorded, not repeated, next time.
         self._unwritten: dict[EventKey, dict[str, Outcome]] = {}
         self.accepting = True  # False during shutdown: no new attempts start
@@ -427,7 +427,7 @@ class EventReconciler:
         # subscription deleted (its deliveries end then, not at their next attempt time).
         open_subs = {(key[0], d.subscription) for d in deliveries if d.is_open}
         self._set_waiting(key, open_subs)
-        self._set_pending(key, summary.pending)
+        self._set_pending(key, open_subs)
         if any(self._subscriptions.get(sub) is None for sub in open_subs):
             # Deleted while this reconcile was writing: its wake-up came before we were waiting.
             self._queue.add(key)
@@ -472,14 +472,14 @@ class EventReconciler:
             for sub in subs:
                 self._waiting.setdefault(sub, set()).add(key)
 
-    def _set_pending(self, key: EventKey, pending: int) -> None:
-        delta = pending - self._pending.get(key, 0)
-        if pending:
-            self._pending[key] = pending
-        else:
-            self._pending.pop(key, None)
-        if delta:
-            self._metrics.pending.inc(delta)
+    def _set_pending(self, key: EventKey, open_subs: set[SubKey]) -> None:
+        before = self._pending.pop(key, set())
+        if open_subs:
+            self._pending[key] = open_subs
+        for sub in before - open_subs:
+            self._metrics.pending.labels(*sub).dec()
+        for sub in open_subs - before:
+            self._metrics.pending.labels(*sub).inc()
 
     def _keep_unwritten(self, key: EventKey, outcomes: Mapping[str, Outcome]) -> None:
         """The status write failed for good: keep what was attempted, to record it next time."""
@@ -492,7 +492,7 @@ class EventReconciler:
         self._queue.forget(key)
         self._unwritten.pop(key, None)
         self._set_waiting(key, set())
-        self._set_pending(key, 0)
+        self._set_pending(key, set())
 
 
 def _deliveries(body: Mapping[str, Any]) -> tuple[Delivery, ...] | None:

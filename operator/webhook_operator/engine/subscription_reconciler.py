@@ -164,14 +164,14 @@ class SubscriptionReconciler:
         if previous == (ready, reason):
             return
         if previous is not None:
-            self._metrics.subscriptions.labels(*previous).dec()
+            self._metrics.subscriptions.remove(*key, *previous)
         self._reasons[key] = (ready, reason)
-        self._metrics.subscriptions.labels(ready, reason).inc()
+        self._metrics.subscriptions.labels(*key, ready, reason).set(1)
 
     def _forget(self, key: SubKey) -> None:
         previous = self._reasons.pop(key, None)
         if previous is not None:
-            self._metrics.subscriptions.labels(*previous).dec()
+            self._metrics.subscriptions.remove(*key, *previous)
         self._written.pop(key, None)
         self._health.forget(key)
         self._subscriptions.forget(key)
