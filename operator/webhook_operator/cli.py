@@ -13,6 +13,7 @@ from webhook_operator.config import ALLOW_CIDRS_ENV, OperatorConfig, allowed_cid
 from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressConfigError, EgressPolicy
 from webhook_operator.domain.health import DisableRules
+from webhook_operator.domain.scope import NamespaceScope, ScopeError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NS",
-        help="watch only this namespace (repeatable); default: all namespaces",
+        help=(
+            "serve only these namespaces (repeatable): a name, or kopf's patterns: globs with * and ?, "
+            "!glob to exclude, comma-combined ('team-*,!team-skip*'); namespaces created later are "
+            "served as they appear. Default: all namespaces"
+        ),
     )
     run.add_argument(
         "--allow-cidr",
@@ -87,17 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(Exception):
+    """A flag value that cannot work: printed as `webhook-operator: <message>`, exit code 2."""
+
+
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     try:
         egress = EgressPolicy.from_cidrs(allowed_cidrs(args.allow_cidr))
-    except EgressConfigError as error:
-        raise SystemExit(f"webhook-operator: {error}") from None
+        scope = NamespaceScope.parse(args.namespace)
+    except (EgressConfigError, ScopeError) as error:
+        raise UsageError(str(error)) from None
     for name in ("metrics_port", "health_port"):
         port = getattr(args, name)
         if port is not None and not 0 < port < 65536:
-            raise SystemExit(f"webhook-operator: --{name.replace('_', '-')} must be between 1 and 65535")
+            raise UsageError(f"--{name.replace('_', '-')} must be between 1 and 65535")
     return OperatorConfig(
-        namespaces=tuple(args.namespace),
+        scope=scope,
         egress=egress,
         metrics_port=args.metrics_port,
         health_port=args.health_port,
@@ -116,12 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(run_demo(events=args.events, log_level=args.log_level))
 
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except UsageError as error:
+        print(f"webhook-operator: {error}", file=sys.stderr)
+        return 2
     from webhook_operator import logs
-    from webhook_operator.main import run_operator
+    from webhook_operator.main import StartRefused, run_operator
 
     logs.configure(config.log_format, getattr(logging, args.log_level.upper()))
-    asyncio.run(run_operator(config))
+    try:
+        asyncio.run(run_operator(config))
+    except StartRefused as error:
+        print(f"webhook-operator: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

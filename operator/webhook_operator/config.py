@@ -11,6 +11,7 @@ import kopf
 from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressPolicy
 from webhook_operator.domain.health import DisableRules
+from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.domain.specs import DEFAULT_MAX_DATA_BYTES
 
 ALLOW_CIDRS_ENV = "WEBHOOK_OPERATOR_ALLOW_CIDRS"
@@ -18,7 +19,7 @@ ALLOW_CIDRS_ENV = "WEBHOOK_OPERATOR_ALLOW_CIDRS"
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    scope: NamespaceScope = NamespaceScope()  # the namespaces served; empty: all of them
     egress: EgressPolicy = EgressPolicy()
     metrics_port: int | None = None
     health_port: int | None = None

@@ -19,7 +19,7 @@ from webhook_operator.config import OperatorConfig
 from webhook_operator.engine.accounting import Accounting
 from webhook_operator.engine.circuits import Circuits
 from webhook_operator.engine.event_reconciler import EventReconciler
-from webhook_operator.engine.event_watch import EventWatch
+from webhook_operator.engine.event_watch import AccessRefused, EventWatch, check_access
 from webhook_operator.engine.events import EventKey, EventStore
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
 from webhook_operator.engine.limiter import InFlightLimiter
@@ -89,6 +89,7 @@ class Engine:
         self._watch: EventWatch | None = None
         self._metrics_runner: aiohttp.web.AppRunner | None = None
         self._login_kwargs: dict[str, Any] = {}
+        self.refused: AccessRefused | None = None  # why start() refused to run, if it did
 
     # -- kopf's side ---------------------------------------------------------------------------
 
@@ -150,6 +151,12 @@ class Engine:
     # -- lifetime --------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start delivering, once logged in (`login`) and allowed to serve the scope."""
+        try:
+            await check_access(self.kube, self.config.scope)
+        except AccessRefused as error:
+            self.refused = error
+            raise kopf.PermanentError(str(error)) from error  # no retries: only a person can fix it
         self._tasks = [
             asyncio.create_task(
                 run_workers(
@@ -170,12 +177,12 @@ class Engine:
         ]
         # Read `event_observed` now, not in __init__: the benchmark wraps it to time each event.
         self._watch = EventWatch(
-            self.kube, self.config.namespaces, observe=self.event_observed, known=self.events.keys
+            self.kube, self.config.scope, observe=self.event_observed, known=self.events.keys
         )
         self._watch.start()
         if self.config.metrics_port is not None:
             self._metrics_runner = await _serve_metrics(self.metrics, self.config.metrics_port)
-        log(logging.INFO, "engine started", namespaces=",".join(self.config.namespaces) or "*")
+        log(logging.INFO, "engine started", namespaces=str(self.config.scope))
 
     async def stop(self) -> None:
         """Stop taking new attempts, let in-flight ones finish (bounded), then close the clients."""
