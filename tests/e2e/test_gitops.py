@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.conftest import make_signing_key
 from tests.e2e.cluster import REPO, Kubectl, condition, eventually
 from tests.e2e.conftest import Operator, examples_for
 from tests.e2e.receiver import Receiver
+from tests.e2e.test_delivery import signing_secret, subscription
 from tests.gitops import argocd_health, kstatus
 from tests.unit.manifests_support import render_chart
 from tests.unit.test_chart import VALUE_SETS
@@ -188,31 +188,12 @@ def test_crds_can_be_kept_by_an_uninstall(kubectl: Kubectl, operator: Operator, 
 # kstatus and Argo CD read each state the real operator reports
 
 
-def subscription(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WebhookSubscription",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
 def event(namespace: str, name: str, to: str) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "WebhookEvent",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"type": "order.created", "data": {"orderId": 1}, "subscriptions": [to]},
-    }
-
-
-def secret(namespace: str, name: str, key: str) -> dict[str, Any]:
-    data = {"signingKey": base64.b64encode(key.encode()).decode()}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": data,
     }
 
 
@@ -236,8 +217,8 @@ def test_kstatus_and_argocd_read_every_state_the_operator_reports(
     ns = namespace
     kubectl.apply(
         [
-            secret(ns, "good-key", make_signing_key()),
-            secret(ns, "bad-key", "not-a-standard-webhooks-key"),
+            signing_secret(ns, "good-key", make_signing_key()),
+            signing_secret(ns, "bad-key", "not-a-standard-webhooks-key"),
             subscription(
                 ns, "valid", url=receiver.url("/valid"), signing={"secretRef": {"name": "good-key"}}
             ),

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
@@ -79,6 +80,7 @@ class EventReconciler:
         self._waiting: dict[SubKey, set[EventKey]] = {}
         self._waiting_on: dict[EventKey, set[SubKey]] = {}
         self._pending: dict[EventKey, set[SubKey]] = {}  # open deliveries, for the gauge
+        self._pending_per_sub: Counter[SubKey] = Counter()
         # Outcomes of attempts whose status write failed for good: recorded, not repeated, next time.
         self._unwritten: dict[EventKey, dict[str, Outcome]] = {}
         self.accepting = True  # False during shutdown: no new attempts start
@@ -476,10 +478,16 @@ class EventReconciler:
         before = self._pending.pop(key, set())
         if open_subs:
             self._pending[key] = open_subs
-        for sub in before - open_subs:
-            self._metrics.pending.labels(*sub).dec()
         for sub in open_subs - before:
-            self._metrics.pending.labels(*sub).inc()
+            self._pending_per_sub[sub] += 1
+            self._metrics.pending.labels(*sub).set(self._pending_per_sub[sub])
+        for sub in before - open_subs:
+            self._pending_per_sub[sub] -= 1
+            if self._pending_per_sub[sub] > 0:
+                self._metrics.pending.labels(*sub).set(self._pending_per_sub[sub])
+            else:  # no series left behind per subscription ever seen
+                del self._pending_per_sub[sub]
+                self._metrics.pending.remove(*sub)
 
     def _keep_unwritten(self, key: EventKey, outcomes: Mapping[str, Outcome]) -> None:
         """The status write failed for good: keep what was attempted, to record it next time."""

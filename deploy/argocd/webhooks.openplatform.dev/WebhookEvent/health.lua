@@ -1,4 +1,5 @@
 -- Argo CD health check for webhooks.openplatform.dev/WebhookEvent.
+-- Self-contained on purpose: Argo CD loads each kind's script on its own (argocd-cm).
 -- Healthy: Delivered=True (every matched delivery succeeded, or nothing matched).
 -- Degraded: Stalled=True (a delivery failed for good and nothing is still open).
 -- Progressing: not yet seen by the operator, or deliveries still open (Reconciling=True).

@@ -1,4 +1,5 @@
 -- Argo CD health check for webhooks.openplatform.dev/WebhookSubscription.
+-- Self-contained on purpose: Argo CD loads each kind's script on its own (argocd-cm).
 -- Healthy: Ready=True. Suspended: paused. Degraded: Stalled=True (only a person can fix it:
 -- InvalidSpec, InvalidSecret, TLSConfigInvalid, EgressDenied, EndpointDisabled).
 -- Progressing: not yet seen by the operator, a newer generation not yet observed, or
