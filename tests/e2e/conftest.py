@@ -141,7 +141,8 @@ def kubectl(cluster: ClusterInfo, tmp_path_factory: pytest.TempPathFactory) -> K
 @pytest.fixture(scope="session")
 def crds(kubectl: Kubectl) -> list[str]:
     """crds/ applied and Established, with a fresh discovery cache that knows them."""
-    kubectl("apply", "-f", str(CRDS))
+    # Server-side apply, as a GitOps tool applies them: the API server merges and owns the fields.
+    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", str(CRDS))
     names = crd_names()  # <plural>.<group>, as `kubectl api-resources -o name` prints them
     kubectl.wait("--for=condition=Established", *(f"crd/{name}" for name in names), timeout=60)
     # Discovery lists a new CRD a moment after it is Established. kubectl caches discovery, and
@@ -419,6 +420,70 @@ def new_namespace(
 
     yield make
     for name in created:
+        _delete_namespace(kubectl, name)
+
+
+class Namespaces:
+    """Namespaces `e2e-own-<run>-<suffix>`, outside the session operator's pattern: for tests
+    that run an operator of their own (`start_local_operator`)."""
+
+    def __init__(self, kubectl: Kubectl, session_id: str) -> None:
+        self.kubectl = kubectl
+        self.session_id = session_id
+        self.prefix = f"e2e-own-{secrets.token_hex(3)}"
+        self.created: list[str] = []
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}-{suffix}"
+
+    def create(self, suffix: str) -> str:
+        name = self.name(suffix)
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {SESSION_LABEL: self.session_id}},
+        }
+        self.kubectl("create", "-f", "-", input=json_stream([manifest]))
+        self.created.append(name)
+        return name
+
+    def remove(self, name: str) -> None:
+        """Delete it for good: the kit has no namespace controller, so finalize it ourselves."""
+        _delete_namespace(self.kubectl, name)
+        finalized = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name},
+            "spec": {"finalizers": []},
+        }
+        self.kubectl(
+            "replace",
+            "--raw",
+            f"/api/v1/namespaces/{name}/finalize",
+            "-f",
+            "-",
+            input=json_stream([finalized]),
+        )
+        eventually(
+            lambda: self.kubectl("get", "namespace", name, check=False).returncode != 0,
+            timeout=30,
+            what=f"namespace {name} to be gone",
+        )
+
+
+@pytest.fixture
+def namespaces(kubectl: Kubectl, session_id: str) -> Iterator[Namespaces]:
+    made = Namespaces(kubectl, session_id)
+    yield made
+    for name in made.created:
+        _delete_namespace(kubectl, name)
+
+
+@pytest.fixture
+def own_namespaces(kubectl: Kubectl, session_id: str, _namespace_sweep: None) -> Iterator[Namespaces]:
+    made = Namespaces(kubectl, session_id)
+    yield made
+    for name in made.created:
         _delete_namespace(kubectl, name)
 
 

@@ -6,20 +6,17 @@ the session operator's namespaces, so the two never serve the same objects.
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import REPO, Kubectl, eventually, json_stream
+from tests.e2e.cluster import REPO, Kubectl, eventually
 from tests.e2e.conftest import (
     IN_CLUSTER,
-    SESSION_LABEL,
-    _delete_namespace,
+    Namespaces,
     deploy_rbac,
     service_account_kubeconfig,
     start_local_operator,
@@ -35,61 +32,6 @@ pytestmark = [
 ]
 
 
-class Namespaces:
-    """Namespaces `e2e-scope-<run>-<suffix>`, outside the session operator's pattern."""
-
-    def __init__(self, kubectl: Kubectl, session_id: str) -> None:
-        self.kubectl = kubectl
-        self.session_id = session_id
-        self.prefix = f"e2e-scope-{secrets.token_hex(3)}"
-        self.created: list[str] = []
-
-    def name(self, suffix: str) -> str:
-        return f"{self.prefix}-{suffix}"
-
-    def create(self, suffix: str) -> str:
-        name = self.name(suffix)
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name, "labels": {SESSION_LABEL: self.session_id}},
-        }
-        self.kubectl("create", "-f", "-", input=json_stream([manifest]))
-        self.created.append(name)
-        return name
-
-    def remove(self, name: str) -> None:
-        """Delete it for good: the kit has no namespace controller, so finalize it ourselves."""
-        _delete_namespace(self.kubectl, name)
-        finalized = {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name},
-            "spec": {"finalizers": []},
-        }
-        self.kubectl(
-            "replace",
-            "--raw",
-            f"/api/v1/namespaces/{name}/finalize",
-            "-f",
-            "-",
-            input=json_stream([finalized]),
-        )
-        eventually(
-            lambda: self.kubectl("get", "namespace", name, check=False).returncode != 0,
-            timeout=30,
-            what=f"namespace {name} to be gone",
-        )
-
-
-@pytest.fixture
-def namespaces(kubectl: Kubectl, session_id: str) -> Iterator[Namespaces]:
-    made = Namespaces(kubectl, session_id)
-    yield made
-    for name in made.created:
-        _delete_namespace(kubectl, name)
-
-
 def subscribe(kubectl: Kubectl, receiver: LocalReceiver, namespace: str) -> ReceiverView:
     view = ReceiverView(receiver, prefix=namespace)
     kubectl.apply([subscription(namespace, "all", url=view.url("/hooks"))])
@@ -102,21 +44,21 @@ def publish(kubectl: Kubectl, namespace: str, name: str) -> None:
 
 def test_a_pattern_with_an_exclusion_serves_existing_and_new_namespaces_and_nothing_else(
     kubectl: Kubectl,
-    namespaces: Namespaces,
+    own_namespaces: Namespaces,
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     receiver: LocalReceiver = request.getfixturevalue("_local_receiver")
-    team_a, skipped, other = (namespaces.create(s) for s in ("team-a", "team-skip1", "other"))
+    team_a, skipped, other = (own_namespaces.create(s) for s in ("team-a", "team-skip1", "other"))
     views = {ns: subscribe(kubectl, receiver, ns) for ns in (team_a, skipped, other)}
-    pattern = f"{namespaces.name('team-*')},!{namespaces.name('team-skip*')}"
+    pattern = f"{own_namespaces.name('team-*')},!{own_namespaces.name('team-skip*')}"
     operator = start_local_operator(
         ["--namespace", pattern],
         tmp_path / "operator.log",
         kubeconfig=service_account_kubeconfig(kubectl, tmp_path),
     )
     try:
-        team_b = namespaces.create("team-b")  # after start: served as it appears
+        team_b = own_namespaces.create("team-b")  # after start: served as it appears
         views[team_b] = subscribe(kubectl, receiver, team_b)
         kubectl.wait("--for=condition=Ready", "whsub/all", "-n", team_b, timeout=60)
         for ns in (team_a, team_b, skipped, other):
@@ -135,13 +77,13 @@ def test_a_pattern_with_an_exclusion_serves_existing_and_new_namespaces_and_noth
             assert "status" not in kubectl.json("whsub/all", "-n", unserved)
 
         # A namespace deleted while served stops being served; made again, it is served again.
-        namespaces.remove(team_b)
+        own_namespaces.remove(team_b)
         eventually(
             lambda: f"no longer served namespace={team_b}" in operator.logs(),
             timeout=30,
             what=f"the operator to let go of {team_b}",
         )
-        namespaces.create("team-b")
+        own_namespaces.create("team-b")
         subscribe(kubectl, receiver, team_b)
         kubectl.wait("--for=condition=Ready", "whsub/all", "-n", team_b, timeout=60)
         publish(kubectl, team_b, "second")
@@ -152,10 +94,10 @@ def test_a_pattern_with_an_exclusion_serves_existing_and_new_namespaces_and_noth
 
 
 def test_a_pattern_without_permission_to_watch_namespaces_is_refused_at_start_naming_it(
-    kubectl: Kubectl, namespaces: Namespaces, tmp_path: Path
+    kubectl: Kubectl, own_namespaces: Namespaces, tmp_path: Path
 ) -> None:
     """An account with the operator's object rights but not deploy/'s namespace discovery."""
-    home = namespaces.create("account")
+    home = own_namespaces.create("account")
     kubectl.apply(
         [
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "narrow", "namespace": home}},
