@@ -20,6 +20,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 
@@ -629,24 +630,81 @@ PER_SUBSCRIPTION_ALERTS = {
 }
 
 
+def documented_metrics() -> dict[str, set[str]]:
+    """docs/metrics.md's table: each metric's labels (histograms' series add their suffixes)."""
+    rows = re.findall(
+        r"^\| `(webhook_\w+)` \| \w+ \| ([^|]*) \|", (ROOT / "docs" / "metrics.md").read_text(), re.M
+    )
+    labels = {name: set(re.findall(r"`(\w+)`", cell)) for name, cell in rows}
+    for name in [n for n in labels if n.endswith("_seconds")]:
+        for suffix in ("_bucket", "_sum", "_count"):
+            labels[name + suffix] = labels[name] | ({"le"} if suffix == "_bucket" else set())
+    return labels
+
+
+def promql_parts(expr: Any) -> tuple[list[tuple[str, set[str]]], list[set[str]]]:
+    """(metric name, labels matched) of every selector, and every aggregation's `by` labels."""
+    selectors: list[tuple[str, set[str]]] = []
+    groupings: list[set[str]] = []
+
+    def walk(node: Any) -> None:
+        kind = type(node).__name__
+        if kind == "VectorSelector":
+            selectors.append((node.name, {m.name for m in node.matchers.matchers}))
+        elif kind == "MatrixSelector":
+            walk(node.vector_selector)
+        elif kind == "AggregateExpr":
+            if node.modifier is not None:
+                groupings.append(set(node.modifier.labels))
+            walk(node.expr)
+        elif kind == "BinaryExpr":
+            walk(node.lhs)
+            walk(node.rhs)
+        elif kind == "Call":
+            for arg in node.args:
+                walk(arg)
+        elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
+            walk(node.expr)
+
+    walk(expr)
+    return selectors, groupings
+
+
 def test_prometheus_rule_alerts_per_subscription_and_on_the_operator(
     with_service_monitor: list[dict[str, Any]],
 ) -> None:
     (group,) = only(with_service_monitor, "PrometheusRule")["spec"]["groups"]
     rules = {rule["alert"]: rule for rule in group["rules"]}
     assert set(rules) == PER_SUBSCRIPTION_ALERTS | {"WebhookOperatorDown"}
-    metric_names = set(re.findall(r"^\| `(webhook_\w+)`", (ROOT / "docs" / "metrics.md").read_text(), re.M))
-    for name in PER_SUBSCRIPTION_ALERTS:
-        expr = rules[name]["expr"]
-        assert "by (namespace, subscription)" in expr, name
-        assert set(re.findall(r"webhook_\w+", expr)) <= metric_names, name
-        assert "$labels.subscription" in rules[name]["annotations"]["summary"]
+    metrics = documented_metrics()
+    for name, rule in rules.items():
+        # Parsed by a PromQL parser (promql-parser, a port of Prometheus's own grammar).
+        selectors, groupings = promql_parts(promql_parser.parse(rule["expr"]))
+        for metric, matched in selectors:
+            if metric == "up":
+                continue
+            assert metric in metrics, (name, metric)
+            assert matched <= metrics[metric], (name, metric, matched)
+        if name in PER_SUBSCRIPTION_ALERTS:
+            assert groupings and all(g == {"namespace", "subscription"} for g in groupings), name
+            for metric, _ in selectors:
+                assert {"namespace", "subscription"} <= metrics[metric], metric
+            assert "$labels.subscription" in rule["annotations"]["summary"]
     # The alert is on the endpoint's disabled reason, which the gauge carries per subscription.
     assert 'reason="EndpointDisabled"' in rules["WebhookEndpointDisabled"]["expr"]
     service = only(with_service_monitor, "Service", "webhook-operator-metrics")
     # The job of a ServiceMonitor's targets is the Service's name.
     assert f'job="{service["metadata"]["name"]}"' in rules["WebhookOperatorDown"]["expr"]
     assert rules["WebhookOperatorDown"]["labels"]["severity"] == "critical"
+
+
+def test_promql_check_catches_a_label_the_metric_lacks() -> None:
+    selectors, groupings = promql_parts(
+        promql_parser.parse('sum by (ready) (webhook_attempts_total{ready="x"})')
+    )
+    assert selectors == [("webhook_attempts_total", {"ready"})]
+    assert not {"ready"} <= documented_metrics()["webhook_attempts_total"]
+    assert groupings == [{"ready"}]
 
 
 def test_network_policy_fences_the_operators_egress(with_service_monitor: list[dict[str, Any]]) -> None:
