@@ -54,6 +54,7 @@ class Metrics:
         self.pending = Gauge(
             "webhook_deliveries_pending",
             "Deliveries not yet final (pending or retrying).",
+            labels,
             registry=self.registry,
         )
         self.in_flight = Gauge(
@@ -61,8 +62,8 @@ class Metrics:
         )
         self.subscriptions = Gauge(
             "webhook_subscriptions",
-            "Subscriptions by Ready status and reason.",
-            ("ready", "reason"),
+            "1 per subscription, labelled with its Ready status and reason.",
+            (*labels, "ready", "reason"),
             registry=self.registry,
         )
         self.circuits_open = Gauge(

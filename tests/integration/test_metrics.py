@@ -114,7 +114,7 @@ async def test_counters_and_histograms_after_a_success_a_retry_and_a_permanent_f
         return samples if value(samples, "webhook_retries_scheduled_total", **sub("flaky")) == 1 else None
 
     during = await eventually(retrying, timeout=5, what="a retry to be scheduled")
-    assert value(during, "webhook_deliveries_pending") == 1, "the flaky delivery waits for its retry"
+    assert value(during, "webhook_deliveries_pending", **sub("flaky")) == 1, "the flaky delivery waits"
 
     await wait_condition(standin, EVENTS, "order-ok", "Delivered")
     await wait_condition(standin, EVENTS, "order-flaky", "Delivered", timeout=10)
@@ -156,11 +156,15 @@ async def test_counters_and_histograms_after_a_success_a_retry_and_a_permanent_f
     assert value(samples, "webhook_retries_scheduled_total", **sub("flaky")) == 1
     assert value(samples, "webhook_retries_scheduled_total", **sub("broken")) == 0
 
-    assert value(samples, "webhook_deliveries_pending") == 0
+    # Nothing pending: no series is left behind for a subscription once its deliveries are final.
+    assert [labels for (name, labels) in samples if name == "webhook_deliveries_pending"] == []
     assert value(samples, "webhook_attempts_in_flight") == 0
-    assert value(samples, "webhook_subscriptions", ready="True", reason="Active") == 3
-    assert value(samples, "webhook_subscriptions", ready="False", reason="SecretNotFound") == 1
-    assert value(samples, "webhook_subscriptions", ready="False", reason="EgressDenied") == 1
+    for name in ("ok", "flaky", "broken"):
+        assert value(samples, "webhook_subscriptions", **sub(name), ready="True", reason="Active") == 1
+    gauge = "webhook_subscriptions"
+    assert value(samples, gauge, **sub("no-secret"), ready="False", reason="SecretNotFound") == 1
+    assert value(samples, gauge, **sub("metadata"), ready="False", reason="EgressDenied") == 1
+    assert sum(v for (name, _), v in samples.items() if name == gauge) == 5
     assert value(samples, "webhook_operator_api_writes_total", kind="event-status") >= 4
 
     # Labels stay bounded: no URL, no event name, no label outside the known set.
@@ -184,8 +188,9 @@ async def test_the_subscriptions_gauge_follows_a_subscription_from_reason_to_rea
         series = {
             (dict(labels)["ready"], dict(labels)["reason"]): v
             for (name, labels), v in samples.items()
-            if name == "webhook_subscriptions" and v
+            if name == "webhook_subscriptions" and dict(labels)["subscription"] == "s"
         }
+        # One series per subscription: the old reason's series is removed, not left at 0.
         return samples if series == expected else None
 
     await eventually(lambda: gauge_is({("False", "Paused"): 1}), timeout=5, what="Paused counted")

@@ -1,6 +1,6 @@
-"""Helpers for the manifest tests: our CRDs as a validator, a CEL checker, a tiny Helm renderer.
+"""Helpers for the manifest tests: our CRDs as a validator, a CEL checker, the Helm chart rendered.
 
-No API server, no helm binary is available in the normal test run, so this module stands in
+No API server is available in the normal test run, so this module stands in
 for the parts of them the tests need, and each stand-in says where it falls short:
 
 - ``structural_errors``: the Kubernetes rules for structural schemas (what
@@ -16,16 +16,13 @@ for the parts of them the tests need, and each stand-in says where it falls shor
   would: defaults applied, the openAPIV3Schema (x-kubernetes-* keys turned into plain JSON
   Schema: unknown fields rejected as ``kubectl apply``'s strict field validation does), then
   the CEL rules.
-- ``render_chart``: renders deploy/helm/webhook-operator with a deliberately small subset of
-  Helm's template language (listed in ``HelmSubset``). Anything outside the subset raises, so
-  the chart cannot quietly grow a construct this renderer would get wrong; CI's e2e workflow
-  runs the real ``helm template`` and ``helm lint`` on the same chart.
+- ``render_chart``: renders deploy/helm/webhook-operator with Helm's own engine (the Go SDK,
+  through the helm-python-sdk package), as ``helm template`` would.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 import shutil
 import subprocess
@@ -36,6 +33,7 @@ from typing import Any
 
 import cel
 import jsonschema
+import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -398,184 +396,25 @@ def validate_custom_resource(obj: dict[str, Any], old: dict[str, Any] | None = N
 
 
 # ---------------------------------------------------------------------------------------------
-# A small, strict subset of Helm's template language
+# The Helm chart, rendered by Helm's own engine
 
 
-class HelmSubset:
-    """Renders the chart's templates with only these constructs (anything else raises):
+def render_chart_manifests(
+    values: dict[str, Any] | None = None,
+    release_namespace: str = "webhook-operator",
+    release_name: str = "webhook-operator",
+) -> dict[str, str]:
+    """``helm template``: each template's rendered text, by its path in the chart.
 
-    - ``{{ EXPR }}`` with optional ``{{-`` / ``-}}`` whitespace trimming, as in Go templates;
-    - ``{{ if EXPR }}`` / ``{{ else }}`` / ``{{ end }}`` and ``{{ range EXPR }}`` … ``{{ end }}``
-      (inside range, ``.`` is the item); Go's truthiness (false, 0, "", empty list/map are false);
-    - operands ``.Values.a.b``, ``.Release.Namespace``, ``.Release.Name``, ``.Chart.Name``,
-      ``.Chart.AppVersion``, ``.``, "strings" and integers;
-    - pipelines ``X | f ARGS`` (X becomes f's last argument) with f in quote, toYaml, nindent,
-      indent, join, default.
+    Helm's Go SDK does the work (through helm-python-sdk): the same template engine, value
+    coalescing and values.schema.json check as the helm binary, which no registry this project
+    installs from packages.
     """
+    import helm_python
 
-    _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.DOTALL)
-
-    def __init__(
-        self, values: dict[str, Any], release_namespace: str, release_name: str, chart: dict[str, Any]
-    ):
-        self.root = {
-            "Values": values,
-            "Release": {"Namespace": release_namespace, "Name": release_name, "Service": "Helm"},
-            "Chart": {
-                "Name": chart["name"],
-                "AppVersion": chart.get("appVersion", ""),
-                "Version": chart["version"],
-            },
-        }
-
-    # Tokenizing, with Go's trim markers: "{{- " trims whitespace before, " -}}" after.
-    def _tokens(self, text: str) -> list[tuple[str, str]]:
-        tokens: list[tuple[str, str]] = []
-        pos = 0
-        trim_next = False
-        for m in self._ACTION.finditer(text):
-            literal = text[pos : m.start()]
-            if trim_next:
-                literal = literal.lstrip()
-            if m.group(1):
-                literal = literal.rstrip()
-            tokens.append(("text", literal))
-            tokens.append(("action", m.group(2)))
-            trim_next = bool(m.group(3))
-            pos = m.end()
-        tail = text[pos:]
-        tokens.append(("text", tail.lstrip() if trim_next else tail))
-        if "{{" in "".join(t for kind, t in tokens if kind == "text"):
-            raise ValueError("unbalanced {{ in template")
-        return tokens
-
-    def render(self, text: str) -> str:
-        tokens = self._tokens(text)
-        return self._render(tokens, 0, len(tokens), self.root)
-
-    @staticmethod
-    def _match(tokens: list[tuple[str, str]], i: int) -> tuple[int | None, int]:
-        """For the if/range opened just before index i: (index of its else or None, of its end)."""
-        depth, else_at = 0, None
-        for j in range(i, len(tokens)):
-            kind, value = tokens[j]
-            if kind != "action":
-                continue
-            if value.startswith(("if ", "range ")):
-                depth += 1
-            elif value == "end":
-                if depth == 0:
-                    return else_at, j
-                depth -= 1
-            elif value == "else" and depth == 0:
-                else_at = j
-        raise ValueError("missing {{ end }}")
-
-    def _render(self, tokens: list[tuple[str, str]], start: int, stop: int, dot: Any) -> str:
-        out: list[str] = []
-        i = start
-        while i < stop:
-            kind, value = tokens[i]
-            if kind == "text":
-                out.append(value)
-                i += 1
-            elif value.startswith("/*") and value.endswith("*/"):
-                i += 1  # a comment
-            elif value.startswith("if "):
-                else_at, end = self._match(tokens, i + 1)
-                if self._truthy(self._pipeline(value[3:], dot)):
-                    out.append(self._render(tokens, i + 1, end if else_at is None else else_at, dot))
-                elif else_at is not None:
-                    out.append(self._render(tokens, else_at + 1, end, dot))
-                i = end + 1
-            elif value.startswith("range "):
-                else_at, end = self._match(tokens, i + 1)
-                items = self._pipeline(value[6:], dot)
-                if else_at is not None or not isinstance(items, list | None):
-                    raise ValueError("range else, or range over a non-list, is outside the subset")
-                for item in items or []:
-                    out.append(self._render(tokens, i + 1, end, item))
-                i = end + 1
-            elif value in ("else", "end"):
-                raise ValueError(f"unexpected {{{{ {value} }}}}")
-            else:
-                out.append(self._print(self._pipeline(value, dot)))
-                i += 1
-        return "".join(out)
-
-    @staticmethod
-    def _truthy(value: Any) -> bool:
-        return value not in (None, False, 0, "") and value != [] and value != {}
-
-    @staticmethod
-    def _print(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if value is None:
-            return ""
-        if isinstance(value, int | float | str):
-            return str(value)
-        raise ValueError(f"printing a {type(value).__name__} needs toYaml")
-
-    def _pipeline(self, expr: str, dot: Any) -> Any:
-        stages = [s.strip() for s in expr.split("|")]
-        value = self._command(stages[0], dot, None, piped=False)
-        for stage in stages[1:]:
-            value = self._command(stage, dot, value, piped=True)
-        return value
-
-    def _command(self, text: str, dot: Any, piped_value: Any, piped: bool) -> Any:
-        words = re.findall(r'"(?:[^"\\]|\\.)*"|\S+', text)
-        if not words:
-            raise ValueError("empty command")
-        head, args = words[0], [self._operand(w, dot) for w in words[1:]]
-        if piped:
-            args.append(piped_value)
-        functions: dict[str, Callable[..., Any]] = {
-            "quote": lambda v: "" if v is None else json.dumps(self._print(v)),
-            "toYaml": lambda v: yaml.safe_dump(v, default_flow_style=False, sort_keys=True).rstrip("\n"),
-            "nindent": lambda n, s: "\n" + "\n".join(" " * n + line for line in s.split("\n")),
-            "indent": lambda n, s: "\n".join(" " * n + line for line in s.split("\n")),
-            "join": lambda sep, items: sep.join(self._print(x) for x in items or []),
-            "default": lambda fallback, v: v if self._truthy(v) else fallback,
-        }
-        if head in functions:
-            return functions[head](*args)
-        if args:
-            raise ValueError(f"{head!r} is not a function of the subset")
-        return self._operand(head, dot)
-
-    def _operand(self, word: str, dot: Any) -> Any:
-        if word.startswith('"'):
-            return json.loads(word)
-        if re.fullmatch(r"-?\d+", word):
-            return int(word)
-        if word in (".", "$"):
-            return dot if word == "." else self.root
-        if word.startswith((".", "$.")):
-            # As in Go templates: .X is relative to dot (the item inside range), $.X to the root.
-            value: Any = self.root if word.startswith("$") else dot
-            for part in word.lstrip("$")[1:].split("."):
-                if not isinstance(value, dict) or part not in value:
-                    if isinstance(value, dict) and value is not self.root:
-                        return None  # a missing value renders as empty, as in Helm
-                    raise ValueError(f"cannot evaluate {word} here")
-                value = value[part]
-            return value
-        raise ValueError(f"{word!r} is outside the template subset")
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Helm's coalescing of user values over values.yaml: maps merge, null deletes a key."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+    with helm_python.Chart.load(str(CHART_DIR)) as chart:
+        rendered: dict[str, str] = chart.render(values or {}, name=release_name, namespace=release_namespace)
+    return rendered
 
 
 def render_chart(
@@ -583,15 +422,80 @@ def render_chart(
     release_namespace: str = "webhook-operator",
     release_name: str = "webhook-operator",
 ) -> list[dict[str, Any]]:
-    """The chart's templates rendered (values.yaml merged with ``values``), as objects."""
-    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))
-    merged = deep_merge(yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8")), values or {})
-    renderer = HelmSubset(merged, release_namespace, release_name, chart)
+    """The chart's objects as `helm template` renders them (values.yaml merged with ``values``)."""
+    manifests = render_chart_manifests(values, release_namespace, release_name)
     objects: list[dict[str, Any]] = []
-    for template in sorted((CHART_DIR / "templates").glob("*.yaml")):
-        rendered = renderer.render(template.read_text(encoding="utf-8"))
-        objects += [d for d in yaml.safe_load_all(rendered) if d is not None]
+    for path in sorted(manifests):
+        if path.endswith(".yaml"):
+            objects += [d for d in yaml.safe_load_all(manifests[path]) if d is not None]
     return objects
+
+
+K8S_LATEST = ".".join(kubernetes_validate.latest_version().split(".")[:2])
+VERSIONS = [K8S_MIN_VERSION, K8S_LATEST]
+NAMESPACE = "webhook-operator"
+IMAGE = "ghcr.io/openplatform/webhook-operator:0.1.0"
+LABELS = {"app.kubernetes.io/name": "webhook-operator", "app.kubernetes.io/part-of": "webhook-operator"}
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Fails unless an API server would accept ``obj`` (as far as a schema can tell)."""
+    if obj["apiVersion"].startswith(f"{GROUP}/"):
+        assert validate_custom_resource(obj) == [], object_key(obj)
+    elif obj["kind"] == "ServiceMonitor":
+        check_service_monitor(obj)
+    elif obj["kind"] == "PrometheusRule":
+        check_prometheus_rule(obj)
+    else:
+        for version in VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def check_prometheus_rule(obj: dict[str, Any]) -> None:
+    # No schema for it either: the shape Prometheus reads, and labels that say where to look.
+    assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(obj["spec"]) == {"groups"}
+    for group in obj["spec"]["groups"]:
+        assert set(group) == {"name", "rules"}
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}
+            assert re.fullmatch(r"\d+[smh]", rule["for"])
+            assert rule["labels"]["severity"] in {"warning", "critical"}
+            assert "summary" in rule["annotations"]
+
+
+def check_service_monitor(obj: dict[str, Any]) -> None:
+    # kubernetes-validate has no schema for the Prometheus Operator's CRDs: check the fields
+    # that make it work instead (the selector and port are checked against the Service below).
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+    assert obj["kind"] == "ServiceMonitor"
+    assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(obj["spec"]) == {"selector", "endpoints"}
+    assert obj["spec"]["selector"]["matchLabels"]
+    for endpoint in obj["spec"]["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme", "honorLabels"}
+        assert re.fullmatch(r"\d+[smh]", endpoint["interval"])
+
+
+def by_key(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    keyed = {object_key(o): o for o in objects}
+    assert len(keyed) == len(objects), "duplicate objects"
+    return keyed
+
+
+def only(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(found) == 1, (kind, name, [object_key(o) for o in found])
+    return found[0]
+
+
+def without_namespace_and_crds(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] not in ("Namespace", "CustomResourceDefinition")]
+
+
+def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = only(objects, "Deployment", "webhook-operator")["spec"]["template"]["spec"]["containers"]
+    return container
 
 
 def object_key(obj: dict[str, Any]) -> tuple[str, str, str]:

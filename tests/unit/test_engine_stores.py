@@ -45,13 +45,19 @@ def test_the_waiting_index_finds_events_by_subscription_and_counts_pending() -> 
     index.set(KEY, {a, b}, 2)
     index.set(EventKey("shop", "e2"), {a}, 1)
     assert sorted(index.waiting(a)) == [KEY, EventKey("shop", "e2")]
-    assert metrics.registry.get_sample_value("webhook_deliveries_pending") == 3
+
+    def pending(sub: SubscriptionKey) -> float | None:
+        labels = {"namespace": sub.namespace, "subscription": sub.name}
+        return metrics.registry.get_sample_value("webhook_deliveries_pending", labels)
+
+    assert (pending(a), pending(b)) == (2, 1)  # events with an open delivery, per subscription
     index.set(KEY, {b}, 1)
     assert list(index.waiting(a)) == [EventKey("shop", "e2")]
+    assert (pending(a), pending(b)) == (1, 1)
     index.forget(KEY)
     index.forget(EventKey("shop", "e2"))
     assert (index.event_count, index.pending_event_count, list(index.waiting(b))) == (0, 0, [])
-    assert metrics.registry.get_sample_value("webhook_deliveries_pending") == 0
+    assert (pending(a), pending(b)) == (None, None)  # no series left behind
 
 
 def test_the_secret_store_keeps_only_referenced_secrets_and_tells_their_owners() -> None:

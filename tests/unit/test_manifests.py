@@ -1,13 +1,11 @@
-"""Every manifest we ship is valid, and the three ways to install (Kustomize base, namespaced
-overlay, Helm chart) describe the same objects.
+"""Every manifest we ship is valid: examples/, deploy/ (Kustomize base, overlay, components),
+the Dockerfile and the kind script. The Helm chart and how it matches deploy/: test_chart.py.
 
 - Built-in kinds are validated with kubernetes-validate (strict: unknown fields fail) against
   the oldest Kubernetes we support and the newest it knows; our own kinds against our CRDs
-  (tests/unit/manifests_support.validate_custom_resource).
+  (tests/unit/manifests_support.validate_custom_resource). tests/e2e/test_gitops.py sends them
+  all to a real API server too (a server-side dry run).
 - deploy/ is built with `kubectl kustomize` (skipped, with the reason, where kubectl is absent).
-- The Helm chart is rendered by a small renderer of the subset of Helm's template language the
-  chart uses (no helm binary here); where `helm` is on PATH (the e2e workflow) the real
-  `helm template` output is compared with it too.
 """
 
 from __future__ import annotations
@@ -17,86 +15,34 @@ import fnmatch
 import json
 import os
 import re
-import shutil
 import subprocess
-import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 
 from tests.unit.manifests_support import (
-    CHART_DIR,
-    CRD_DIR,
     DEPLOY_DIR,
     EXAMPLES_DIR,
     GROUP,
-    K8S_MIN_VERSION,
+    IMAGE,
+    LABELS,
+    NAMESPACE,
     ROOT,
-    HelmSubset,
+    by_key,
     kubectl,
     kustomize_build,
     load_crds,
     load_yaml_docs,
     object_key,
-    render_chart,
-    validate_custom_resource,
+    only,
+    operator_container,
+    validate,
+    without_namespace_and_crds,
 )
-
-K8S_LATEST = ".".join(kubernetes_validate.latest_version().split(".")[:2])
-VERSIONS = [K8S_MIN_VERSION, K8S_LATEST]
-NAMESPACE = "webhook-operator"
-IMAGE = "ghcr.io/openplatform/webhook-operator:0.1.0"
-LABELS = {"app.kubernetes.io/name": "webhook-operator", "app.kubernetes.io/part-of": "webhook-operator"}
-
-
-def validate(obj: dict[str, Any]) -> None:
-    """Fails unless an API server would accept ``obj`` (as far as a schema can tell)."""
-    if obj["apiVersion"].startswith(f"{GROUP}/"):
-        assert validate_custom_resource(obj) == [], object_key(obj)
-    elif obj["apiVersion"].startswith("monitoring.coreos.com/"):
-        check_service_monitor(obj)
-    else:
-        for version in VERSIONS:
-            kubernetes_validate.validate(obj, version, strict=True)
-
-
-def check_service_monitor(obj: dict[str, Any]) -> None:
-    # kubernetes-validate has no schema for the Prometheus Operator's CRDs: check the fields
-    # that make it work instead (the selector and port are checked against the Service below).
-    assert obj["apiVersion"] == "monitoring.coreos.com/v1"
-    assert obj["kind"] == "ServiceMonitor"
-    assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
-    assert set(obj["spec"]) == {"selector", "endpoints"}
-    assert obj["spec"]["selector"]["matchLabels"]
-    for endpoint in obj["spec"]["endpoints"]:
-        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
-        assert re.fullmatch(r"\d+[smh]", endpoint["interval"])
-
-
-def by_key(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    keyed = {object_key(o): o for o in objects}
-    assert len(keyed) == len(objects), "duplicate objects"
-    return keyed
-
-
-def only(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
-    assert len(found) == 1, (kind, name, [object_key(o) for o in found])
-    return found[0]
-
-
-def without_namespace_and_crds(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] not in ("Namespace", "CustomResourceDefinition")]
-
-
-def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    (container,) = only(objects, "Deployment", "webhook-operator")["spec"]["template"]["spec"]["containers"]
-    return container
-
 
 # ------------------------------------------------------------------------------------------
 # examples/
@@ -116,18 +62,47 @@ def test_every_example_is_valid(doc: dict[str, Any]) -> None:
     validate(doc)
 
 
-def test_examples_are_a_namespace_a_secret_two_subscriptions_and_events() -> None:
+def test_examples_are_a_namespace_a_secret_a_receiver_two_subscriptions_and_events() -> None:
     assert EXAMPLES[0] == (
         "00-namespace.yaml",
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
     )
     kinds = [doc["kind"] for _, doc in EXAMPLES]
     assert kinds.count("Secret") == 1
+    assert kinds.count("Deployment") == kinds.count("Service") == 1
     assert kinds.count("WebhookSubscription") == 2
     assert kinds.count("WebhookEvent") >= 3
     # `kubectl apply -f examples/` goes in file-name order: the namespace and the Secret first.
     first_subscription = kinds.index("WebhookSubscription")
     assert kinds.index("Namespace") < kinds.index("Secret") < first_subscription < kinds.index("WebhookEvent")
+
+
+def test_example_receiver_runs_the_flask_receivers_behind_the_subscriptions_urls() -> None:
+    deployment = example("Deployment", "webhook-receiver")
+    service = example("Service", "webhook-receiver")
+    pod = deployment["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    ports = {p["port"]: p["targetPort"] for p in service["spec"]["ports"]}
+    dockerfile = (EXAMPLES_DIR / "receivers" / "flask" / "Dockerfile").read_text()
+    for sub_name, container_name, script in [
+        ("orders-to-crm", "orders", "app.py"),
+        ("invoices-to-billing", "invoices", "cloudevents_app.py"),
+    ]:
+        url = urllib.parse.urlsplit(example("WebhookSubscription", sub_name)["spec"]["url"])
+        assert url.hostname == "webhook-receiver.shop.svc.cluster.local"
+        container = containers[container_name]
+        assert container["args"] == [script]
+        assert (EXAMPLES_DIR / "receivers" / "flask" / script).is_file()
+        assert script in dockerfile
+        (port,) = container["ports"]
+        assert ports[url.port] == port["name"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["WEBHOOK_PATH"]["value"] == url.path
+        # It verifies with the subscriptions' own signing key.
+        secret_ref = example("WebhookSubscription", sub_name)["spec"]["signing"]["secretRef"]["name"]
+        assert env["WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": secret_ref, "key": "signingKey"}
+        assert container["image"] in dockerfile  # the tag the Dockerfile's comment builds
 
 
 def test_examples_live_in_the_shop_namespace() -> None:
@@ -145,11 +120,11 @@ def test_example_subscriptions_show_both_formats() -> None:
     assert orders["format"] == "StandardWebhooks"
     assert orders["eventTypes"] == ["order.*"]
     assert orders["signing"]["secretRef"]["name"]
-    assert orders["url"] == "http://localhost:8000/hooks/orders"
+    assert orders["url"] == "http://webhook-receiver.shop.svc.cluster.local:8000/hooks/orders"
     invoices = example("WebhookSubscription", "invoices-to-billing")["spec"]
     assert invoices["format"] == "CloudEvents"
     assert invoices["eventTypes"] == ["invoice.paid"]
-    assert invoices["url"].startswith("http://localhost:8000/")
+    assert invoices["url"] == "http://webhook-receiver.shop.svc.cluster.local:8001/hooks/invoices"
 
 
 def test_example_signing_key_is_a_standard_webhooks_key() -> None:
@@ -224,21 +199,27 @@ def namespaced() -> list[dict[str, Any]]:
     return kustomize_build(DEPLOY_DIR / "overlays" / "namespaced")
 
 
-@pytest.fixture(scope="module")
-def with_service_monitor(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    """deploy/base plus the servicemonitor component, as a user's overlay would combine them."""
-    if kubectl() is None:
-        pytest.skip("kubectl is not installed: building deploy/ needs `kubectl kustomize`")
-    overlay = tmp_path_factory.mktemp("overlay")
+COMPONENTS = ["servicemonitor", "prometheusrule", "networkpolicy"]
+
+
+def with_components(overlay: Path) -> list[dict[str, Any]]:
+    """deploy/base plus every component, as a user's overlay would combine them."""
     (overlay / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
                 "resources": [os.path.relpath(DEPLOY_DIR / "base", overlay)],
-                "components": [os.path.relpath(DEPLOY_DIR / "components" / "servicemonitor", overlay)],
+                "components": [os.path.relpath(DEPLOY_DIR / "components" / c, overlay) for c in COMPONENTS],
             }
         )
     )
     return kustomize_build(overlay)
+
+
+@pytest.fixture(scope="module")
+def with_service_monitor(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    if kubectl() is None:
+        pytest.skip("kubectl is not installed: building deploy/ needs `kubectl kustomize`")
+    return with_components(tmp_path_factory.mktemp("overlay"))
 
 
 def test_base_objects_are_valid(base: list[dict[str, Any]]) -> None:
@@ -247,9 +228,32 @@ def test_base_objects_are_valid(base: list[dict[str, Any]]) -> None:
         validate(obj)
 
 
+def without_labels_and_annotations(obj: dict[str, Any]) -> dict[str, Any]:
+    metadata = {k: v for k, v in obj["metadata"].items() if k not in ("labels", "annotations")}
+    return {**obj, "metadata": metadata}
+
+
 def test_base_installs_the_crds_from_the_crds_folder(base: list[dict[str, Any]]) -> None:
     crds = {o["metadata"]["name"]: o for o in base if o["kind"] == "CustomResourceDefinition"}
-    assert crds == {crd["metadata"]["name"]: crd for crd in load_crds().values()}
+    assert {name: without_labels_and_annotations(crd) for name, crd in crds.items()} == {
+        crd["metadata"]["name"]: without_labels_and_annotations(crd) for crd in load_crds().values()
+    }
+
+
+def test_base_crds_survive_an_uninstall_that_asks_for_it(base: list[dict[str, Any]]) -> None:
+    # `kubectl delete -k deploy/base -l app.kubernetes.io/component!=crd` leaves them, and
+    # Flux and Argo CD never prune them.
+    for obj in base:
+        is_crd = obj["kind"] == "CustomResourceDefinition"
+        assert (obj["metadata"]["labels"].get("app.kubernetes.io/component") == "crd") == is_crd
+        if is_crd:
+            assert obj["metadata"]["annotations"] == {
+                "kustomize.toolkit.fluxcd.io/prune": "disabled",
+                "argocd.argoproj.io/sync-options": "Delete=false",
+            }
+    uninstall = "kubectl delete -k deploy/base -l app.kubernetes.io/component!=crd"
+    assert uninstall in (DEPLOY_DIR / "base" / "kustomization.yaml").read_text()
+    assert uninstall in (ROOT / "docs" / "uninstall.md").read_text()
 
 
 def test_base_objects_and_namespace(base: list[dict[str, Any]]) -> None:
@@ -261,7 +265,11 @@ def test_base_objects_and_namespace(base: list[dict[str, Any]]) -> None:
             ("ClusterRole", "", "webhook-operator-discovery"),
             ("ClusterRoleBinding", "", "webhook-operator"),
             ("ClusterRoleBinding", "", "webhook-operator-discovery"),
+            ("ClusterRole", "", "webhook-operator-publisher"),
+            ("ClusterRole", "", "webhook-operator-edit"),
+            ("ClusterRole", "", "webhook-operator-view"),
             ("Deployment", NAMESPACE, "webhook-operator"),
+            ("PodDisruptionBudget", NAMESPACE, "webhook-operator"),
             ("Service", NAMESPACE, "webhook-operator-metrics"),
             ("ServiceAccount", NAMESPACE, "webhook-operator"),
         ]
@@ -272,6 +280,17 @@ def test_base_objects_and_namespace(base: list[dict[str, Any]]) -> None:
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     for obj in base:
         assert LABELS.items() <= obj["metadata"].get("labels", {}).items(), object_key(obj)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kustomize"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/version"] == IMAGE.rsplit(":", 1)[1]
+
+
+def test_pod_disruption_budget_covers_the_operator_and_never_blocks_a_drain(
+    base: list[dict[str, Any]],
+) -> None:
+    budget = only(base, "PodDisruptionBudget")["spec"]
+    pod_labels = only(base, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert budget["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget == {"maxUnavailable": 1, "selector": budget["selector"]}
 
 
 def test_deployment(base: list[dict[str, Any]]) -> None:
@@ -367,6 +386,51 @@ def test_rbac_comments_explain_every_rule() -> None:
         assert lines[i - 1].startswith("#"), lines[i]
 
 
+# Roles for people and applications: publishing events, and the aggregated edit/view roles.
+USER_ROLES = {
+    "webhook-operator-publisher": (
+        {},
+        [{"apiGroups": [GROUP], "resources": ["webhookevents"], "verbs": ["create", "get", "list", "watch"]}],
+    ),
+    "webhook-operator-edit": (
+        {
+            "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+            "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+        },
+        [
+            {
+                "apiGroups": [GROUP],
+                "resources": ["webhooksubscriptions", "webhookevents"],
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            }
+        ],
+    ),
+    "webhook-operator-view": (
+        {"rbac.authorization.k8s.io/aggregate-to-view": "true"},
+        [
+            {
+                "apiGroups": [GROUP],
+                "resources": ["webhooksubscriptions", "webhookevents"],
+                "verbs": ["get", "list", "watch"],
+            }
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", USER_ROLES)
+def test_user_roles_publish_and_aggregate_into_the_built_in_roles(
+    base: list[dict[str, Any]], name: str
+) -> None:
+    role = only(base, "ClusterRole", name)
+    aggregation, rules = USER_ROLES[name]
+    labels = role["metadata"]["labels"]
+    assert {k: v for k, v in labels.items() if k.startswith("rbac.authorization.k8s.io/")} == aggregation
+    assert role["rules"] == rules
+    # Nobody is bound to them by the install: they are for people and applications to bind.
+    assert not [b for b in base if b.get("roleRef", {}).get("name") == name]
+
+
 @pytest.mark.parametrize("name", ["webhook-operator", "webhook-operator-discovery"])
 def test_cluster_roles_are_bound_to_the_service_account(base: list[dict[str, Any]], name: str) -> None:
     binding = only(base, "ClusterRoleBinding", name)
@@ -410,242 +474,14 @@ def test_namespaced_overlay_grants_access_in_its_namespace_only(namespaced: list
 def test_service_monitor_component(with_service_monitor: list[dict[str, Any]]) -> None:
     monitor = only(with_service_monitor, "ServiceMonitor")
     validate(monitor)
+    # The metrics' own `namespace` label (the subscription's) must win over the target's.
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     service = only(with_service_monitor, "Service", "webhook-operator-metrics")
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"] == NAMESPACE
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     service_ports = {p["name"] for p in service["spec"]["ports"]}
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= service_ports
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-
-
-# ------------------------------------------------------------------------------------------
-# The Helm chart
-
-CHART_VALUE_SETS = {
-    "defaults": {},
-    "namespaced": {"namespaces": ["shop", "billing"]},
-    "everything": {
-        "image": {
-            "repository": "registry.example.com/webhook-operator",
-            "tag": "dev",
-            "pullPolicy": "Always",
-        },
-        # Helm merges maps with the defaults; null removes a default (limits.cpu here).
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": None, "memory": "512Mi"},
-        },
-        "allowCidrs": ["10.0.0.0/8", "fd00::/8"],
-        "metrics": {"enabled": True, "port": 9090},
-        "serviceMonitor": {"enabled": True, "interval": "15s"},
-    },
-    "no-metrics": {"metrics": {"enabled": False}},
-}
-
-
-def test_chart_ships_the_crds_unchanged() -> None:
-    chart_crds = sorted(p.name for p in (CHART_DIR / "crds").iterdir())
-    assert chart_crds == sorted(p.name for p in CRD_DIR.glob("*.yaml"))
-    for name in chart_crds:
-        assert (CHART_DIR / "crds" / name).read_bytes() == (CRD_DIR / name).read_bytes(), (
-            f"deploy/helm/webhook-operator/crds/{name} differs from crds/{name}: copy it over"
-        )
-
-
-def test_chart_defaults_render_deploy_base(base: list[dict[str, Any]]) -> None:
-    # The Namespace is helm's (--create-namespace); the CRDs come from the chart's crds/.
-    assert by_key(render_chart()) == by_key(without_namespace_and_crds(base))
-
-
-def test_chart_with_namespaces_renders_the_namespaced_overlay(namespaced: list[dict[str, Any]]) -> None:
-    assert by_key(render_chart({"namespaces": ["shop"]})) == by_key(without_namespace_and_crds(namespaced))
-
-
-def test_chart_service_monitor_is_the_component(with_service_monitor: list[dict[str, Any]]) -> None:
-    rendered = only(render_chart({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")
-    assert rendered == only(with_service_monitor, "ServiceMonitor")
-
-
-@pytest.mark.parametrize("values", CHART_VALUE_SETS.values(), ids=CHART_VALUE_SETS.keys())
-def test_chart_renders_valid_objects(values: dict[str, Any]) -> None:
-    objects = render_chart(values)
-    by_key(objects)
-    for obj in objects:
-        validate(obj)
-
-
-def test_chart_values_reach_the_objects() -> None:
-    objects = render_chart(CHART_VALUE_SETS["everything"])
-    container = operator_container(objects)
-    assert container["image"] == "registry.example.com/webhook-operator:dev"
-    assert container["imagePullPolicy"] == "Always"
-    assert container["resources"] == {
-        "requests": {"cpu": "50m", "memory": "64Mi"},
-        "limits": {"memory": "512Mi"},
-    }
-    assert container["env"] == [{"name": "WEBHOOK_OPERATOR_ALLOW_CIDRS", "value": "10.0.0.0/8,fd00::/8"}]
-    assert "--metrics-port=9090" in container["args"]
-    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
-    assert only(objects, "Service")["spec"]["ports"][0]["port"] == 9090
-    assert only(objects, "ServiceMonitor")["spec"]["endpoints"][0]["interval"] == "15s"
-
-
-def test_chart_without_metrics_has_no_service_nor_metrics_port() -> None:
-    objects = render_chart(CHART_VALUE_SETS["no-metrics"])
-    assert [o for o in objects if o["kind"] == "Service"] == []
-    container = operator_container(objects)
-    assert not any(a.startswith("--metrics-port") for a in container["args"])
-    assert [p["name"] for p in container["ports"]] == ["health"]
-
-
-def test_chart_namespaces_get_a_role_binding_and_a_flag_each() -> None:
-    objects = render_chart({"namespaces": ["shop", "billing"]})
-    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding") == [
-        "billing",
-        "shop",
-    ]
-    assert [o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRoleBinding"] == [
-        "webhook-operator-discovery"
-    ]
-    assert operator_container(objects)["args"][-2:] == ["--namespace=shop", "--namespace=billing"]
-
-
-def test_chart_image_tag_defaults_to_app_version() -> None:
-    assert operator_container(render_chart({"image": {"tag": ""}}))["image"] == IMAGE
-
-
-def test_chart_release_namespace_is_used_everywhere() -> None:
-    objects = render_chart(release_namespace="platform")
-    for obj in objects:
-        if obj["kind"] in ("Deployment", "Service", "ServiceAccount"):
-            assert obj["metadata"]["namespace"] == "platform"
-        for subject in obj.get("subjects", []):
-            assert subject["namespace"] == "platform"
-
-
-def chart_values_schema() -> dict[str, Any]:
-    return json.loads((CHART_DIR / "values.schema.json").read_text())
-
-
-def test_chart_values_follow_their_schema() -> None:
-    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-    jsonschema.Draft7Validator(chart_values_schema()).validate(values)
-    for override in CHART_VALUE_SETS.values():
-        defaults = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-        defaults.update(override)
-        jsonschema.Draft7Validator(chart_values_schema()).validate(defaults)
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"namespaces": "shop"},
-        {"namespaces": ["Shop_1"]},
-        {"allowCidrs": "10.0.0.0/8"},
-        {"metrics": {"enabled": True, "port": 8081}},
-        {"imagee": {}},
-    ],
-)
-def test_chart_values_schema_rejects_mistakes(bad: dict[str, Any]) -> None:
-    values = {**yaml.safe_load((CHART_DIR / "values.yaml").read_text()), **bad}
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft7Validator(chart_values_schema()).validate(values)
-
-
-def test_chart_versions_match_the_project() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
-    assert chart["appVersion"] == project
-    (deployment,) = load_yaml_docs(DEPLOY_DIR / "base" / "deployment.yaml")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == f"ghcr.io/openplatform/webhook-operator:{project}"
-
-
-def test_chart_notes_render() -> None:
-    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
-    notes = HelmSubset({}, "platform", "webhook-operator", chart).render(
-        (CHART_DIR / "templates" / "NOTES.txt").read_text()
-    )
-    assert "kubectl -n platform rollout status deployment/webhook-operator" in notes
-
-
-@pytest.mark.skipif(shutil.which("helm") is None, reason="helm is not installed (the e2e workflow has it)")
-@pytest.mark.parametrize("values", CHART_VALUE_SETS.values(), ids=CHART_VALUE_SETS.keys())
-def test_real_helm_renders_what_the_subset_renders(values: dict[str, Any], tmp_path: Path) -> None:
-    values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    helm = shutil.which("helm")
-    assert helm is not None
-    out = subprocess.run(
-        [
-            helm,
-            "template",
-            "webhook-operator",
-            str(CHART_DIR),
-            "--namespace",
-            NAMESPACE,
-            "-f",
-            str(values_file),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert by_key([d for d in yaml.safe_load_all(out) if d]) == by_key(render_chart(values))
-
-
-# The renderer itself: Go template semantics for what the chart uses, errors for the rest.
-
-
-def render(template: str, values: dict[str, Any] | None = None) -> str:
-    chart = {"name": "c", "version": "1.0.0", "appVersion": "2.0.0"}
-    return HelmSubset(values or {}, "ns", "rel", chart).render(template)
-
-
-def test_subset_trims_whitespace_like_go_templates() -> None:
-    assert render("a:\n  {{- if .Values.x }}\n  b: 1\n  {{- end }}\nc: 2", {"x": True}) == "a:\n  b: 1\nc: 2"
-    assert render("a:\n  {{- if .Values.x }}\n  b: 1\n  {{- end }}\nc: 2", {"x": False}) == "a:\nc: 2"
-    assert render("x: {{ .Values.a -}}  \n  y", {"a": 1}) == "x: 1y"
-
-
-def test_subset_if_else_range_and_functions() -> None:
-    template = (
-        "{{- if .Values.ns }}{{ range .Values.ns }}[{{ . }}:{{ $.Release.Namespace }}]{{ end }}"
-        '{{- else }}all{{ end }} {{ join "," .Values.cidrs | quote }} '
-        "{{ .Values.tag | default .Chart.AppVersion }}"
-        "{{ toYaml .Values.res | nindent 2 }}"
-    )
-    assert render(template, {"ns": ["a", "b"], "cidrs": ["x", "y"], "res": {"b": 1, "a": "1"}}) == (
-        "[a:ns][b:ns] \"x,y\" 2.0.0\n  a: '1'\n  b: 1"
-    )
-    assert render(template, {"ns": [], "cidrs": [], "tag": "t", "res": {}}).startswith('all "" t')
-
-
-@pytest.mark.parametrize(
-    "template",
-    [
-        '{{ include "x" . }}',
-        "{{ .Values.a | upper }}",
-        "{{ .Values.m }}",  # a map needs toYaml
-        "{{ if .Values.a }}no end",
-        "{{ end }}",
-        "{{ with .Values.a }}{{ end }}",
-        "{{ range .Values.ns }}{{ .Values.x }}{{ end }}",  # inside range, . is the item
-        "{{ .Nope }}",
-    ],
-)
-def test_subset_refuses_what_it_does_not_implement(template: str) -> None:
-    with pytest.raises(ValueError):
-        render(template, {"a": "x", "m": {"k": 1}, "ns": ["n"]})
-
-
-def test_chart_templates_use_only_the_subset() -> None:
-    # No helper files (_helpers.tpl) the renderer would skip; every template renders under
-    # every value set without leaving the subset.
-    others = {p.name for p in (CHART_DIR / "templates").iterdir() if not p.name.endswith(".yaml")}
-    assert others <= {"NOTES.txt"}
-    for values in CHART_VALUE_SETS.values():
-        assert render_chart(values)
 
 
 # ------------------------------------------------------------------------------------------
@@ -775,3 +611,115 @@ def test_e2e_workflow_runs_the_script_on_a_hosted_runner() -> None:
     assert "scripts/e2e-kind.sh" in runs
     assert any(u.startswith("helm/kind-action@") for u in uses)
     assert any("tests/unit/test_manifests.py" in r for r in runs)
+
+
+# ------------------------------------------------------------------------------------------
+# deploy/components/prometheusrule and networkpolicy
+
+
+def test_components_are_valid(with_service_monitor: list[dict[str, Any]]) -> None:
+    by_key(with_service_monitor)
+    for obj in with_service_monitor:
+        validate(obj)
+
+
+PER_SUBSCRIPTION_ALERTS = {
+    "WebhookEndpointDisabled",
+    "WebhookDeliveryFailureRatioHigh",
+    "WebhookDeliveriesPending",
+}
+
+
+def documented_metrics() -> dict[str, set[str]]:
+    """docs/metrics.md's table: each metric's labels (histograms' series add their suffixes)."""
+    rows = re.findall(
+        r"^\| `(webhook_\w+)` \| \w+ \| ([^|]*) \|", (ROOT / "docs" / "metrics.md").read_text(), re.M
+    )
+    labels = {name: set(re.findall(r"`(\w+)`", cell)) for name, cell in rows}
+    for name in [n for n in labels if n.endswith("_seconds")]:
+        for suffix in ("_bucket", "_sum", "_count"):
+            labels[name + suffix] = labels[name] | ({"le"} if suffix == "_bucket" else set())
+    return labels
+
+
+def promql_parts(expr: Any) -> tuple[list[tuple[str, set[str]]], list[set[str]]]:
+    """(metric name, labels matched) of every selector, and every aggregation's `by` labels."""
+    selectors: list[tuple[str, set[str]]] = []
+    groupings: list[set[str]] = []
+
+    def walk(node: Any) -> None:
+        kind = type(node).__name__
+        if kind == "VectorSelector":
+            selectors.append((node.name, {m.name for m in node.matchers.matchers}))
+        elif kind == "MatrixSelector":
+            walk(node.vector_selector)
+        elif kind == "AggregateExpr":
+            if node.modifier is not None:
+                groupings.append(set(node.modifier.labels))
+            walk(node.expr)
+        elif kind == "BinaryExpr":
+            walk(node.lhs)
+            walk(node.rhs)
+        elif kind == "Call":
+            for arg in node.args:
+                walk(arg)
+        elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
+            walk(node.expr)
+
+    walk(expr)
+    return selectors, groupings
+
+
+def test_prometheus_rule_alerts_per_subscription_and_on_the_operator(
+    with_service_monitor: list[dict[str, Any]],
+) -> None:
+    (group,) = only(with_service_monitor, "PrometheusRule")["spec"]["groups"]
+    rules = {rule["alert"]: rule for rule in group["rules"]}
+    assert set(rules) == PER_SUBSCRIPTION_ALERTS | {"WebhookOperatorDown"}
+    metrics = documented_metrics()
+    for name, rule in rules.items():
+        # Parsed by a PromQL parser (promql-parser, a port of Prometheus's own grammar).
+        selectors, groupings = promql_parts(promql_parser.parse(rule["expr"]))
+        for metric, matched in selectors:
+            if metric == "up":
+                continue
+            assert metric in metrics, (name, metric)
+            assert matched <= metrics[metric], (name, metric, matched)
+        if name in PER_SUBSCRIPTION_ALERTS:
+            assert groupings and all(g == {"namespace", "subscription"} for g in groupings), name
+            for metric, _ in selectors:
+                assert {"namespace", "subscription"} <= metrics[metric], metric
+            assert "$labels.subscription" in rule["annotations"]["summary"]
+    # The alert is on the endpoint's disabled reason, which the gauge carries per subscription.
+    assert 'reason="EndpointDisabled"' in rules["WebhookEndpointDisabled"]["expr"]
+    service = only(with_service_monitor, "Service", "webhook-operator-metrics")
+    # The job of a ServiceMonitor's targets is the Service's name.
+    assert f'job="{service["metadata"]["name"]}"' in rules["WebhookOperatorDown"]["expr"]
+    assert rules["WebhookOperatorDown"]["labels"]["severity"] == "critical"
+
+
+def test_promql_check_catches_a_label_the_metric_lacks() -> None:
+    selectors, groupings = promql_parts(
+        promql_parser.parse('sum by (ready) (webhook_attempts_total{ready="x"})')
+    )
+    assert selectors == [("webhook_attempts_total", {"ready"})]
+    assert not {"ready"} <= documented_metrics()["webhook_attempts_total"]
+    assert groupings == [{"ready"}]
+
+
+def test_network_policy_fences_the_operators_egress(with_service_monitor: list[dict[str, Any]]) -> None:
+    policy = only(with_service_monitor, "NetworkPolicy")["spec"]
+    pod_labels = only(with_service_monitor, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Egress"]
+    dns, api, public = policy["egress"]
+    assert dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    assert api == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}
+    v4, v6 = (block["ipBlock"] for block in public["to"])
+    assert v4["cidr"] == "0.0.0.0/0"
+    # Everything the operator's own egress policy refuses by default stays refused here too.
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"} <= set(
+        v4["except"]
+    )
+    assert v6["cidr"] == "::/0"
+    assert {"fc00::/7", "fe80::/10", "::1/128"} == set(v6["except"])

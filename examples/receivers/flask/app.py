@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -69,7 +70,7 @@ app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = env_int("MAX_BODY_BYTES", 2 * 1024 * 1024)
 
 
-@app.post("/webhooks")
+@app.post(os.environ.get("WEBHOOK_PATH", "/webhooks"))
 def receive() -> Response:
     verified = verify_request(webhook)
     if isinstance(verified, Response):

@@ -21,6 +21,7 @@ Same environment variables as app.py; PORT defaults to 8001. Run it with
 from __future__ import annotations
 
 import logging
+import os
 
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
@@ -66,7 +67,7 @@ app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = env_int("MAX_BODY_BYTES", 2 * 1024 * 1024)
 
 
-@app.post("/webhooks")
+@app.post(os.environ.get("WEBHOOK_PATH", "/webhooks"))
 def receive() -> Response:
     verified = verify_request(webhook)
     if isinstance(verified, Response):

@@ -55,7 +55,7 @@ def builtin_examples() -> list[dict[str, Any]]:
             "kind": "WebhookSubscription",
             "metadata": {"name": "orders-to-crm", "namespace": NAMESPACE},
             "spec": {
-                "url": "http://localhost:8000/hooks/orders",
+                "url": "http://webhook-receiver.shop.svc.cluster.local:8000/hooks/orders",
                 "eventTypes": ["order.*"],
                 "format": "StandardWebhooks",
                 "signing": signing,
@@ -75,7 +75,7 @@ def builtin_examples() -> list[dict[str, Any]]:
             "kind": "WebhookSubscription",
             "metadata": {"name": "invoices-to-billing", "namespace": NAMESPACE},
             "spec": {
-                "url": "http://localhost:8000/hooks/invoices",
+                "url": "http://webhook-receiver.shop.svc.cluster.local:8001/hooks/invoices",
                 "eventTypes": ["invoice.paid"],
                 "format": "CloudEvents",
                 "signing": signing,

@@ -38,6 +38,9 @@ class ConditionType(enum.StrEnum):
     READY = "Ready"  # WebhookSubscription
     DELIVERED = "Delivered"  # WebhookEvent
     FAILED = "Failed"  # WebhookEvent
+    # Both kinds: the kstatus pair GitOps tools read (domain/progress.py).
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
 
 
 class Reason(enum.StrEnum):
@@ -76,6 +79,8 @@ class Reason(enum.StrEnum):
     # A delivery failed because the subscription's filter failed on the event (the event's
     # Failed condition reads PermanentError).
     FILTER_ERROR = "FilterError"
+    # An event's Stalled condition once a delivery failed for good and nothing is open.
+    FAILED = "Failed"
     # Why an endpoint was disabled (`status.endpointDisabled.reason`; also Gone).
     SUSTAINED_FAILURE = "SustainedFailure"
 
@@ -124,6 +129,8 @@ WAITING_REASONS = (
 # `status.deliveries[].reason` of a Failed delivery that the Failed condition does not repeat.
 OTHER_DELIVERY_FAILURE_REASONS = (Reason.FILTER_ERROR,)
 DISABLED_REASONS = (Reason.GONE, Reason.SUSTAINED_FAILURE)
+# An event's Stalled condition; otherwise Reconciling and Stalled repeat the reasons above.
+STALLED_REASONS = (Reason.FAILED,)
 
 
 class EventReason(enum.StrEnum):

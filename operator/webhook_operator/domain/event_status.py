@@ -11,6 +11,7 @@ from webhook_operator.domain.api import DELIVERY_FAILURE_REASONS, ConditionType,
 from webhook_operator.domain.clock import format_time, parse_time
 from webhook_operator.domain.conditions import Condition, upsert_condition
 from webhook_operator.domain.deliveries import Delivery, State
+from webhook_operator.domain.progress import event_progress
 from webhook_operator.domain.specs import SpecProblem
 
 DELIVERED = ConditionType.DELIVERED
@@ -103,6 +104,8 @@ def render_status(
         existing if isinstance(existing, list) else [], summary.delivered, now=now, generation=generation
     )
     conditions = upsert_condition(conditions, summary.failure, now=now, generation=generation)
+    for condition in event_progress(summary.delivered, summary.failure, pending=summary.pending):
+        conditions = upsert_condition(conditions, condition, now=now, generation=generation)
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": conditions,

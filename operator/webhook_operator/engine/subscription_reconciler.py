@@ -16,6 +16,7 @@ from webhook_operator.domain.api import EventReason, Kind, Plural, Reason
 from webhook_operator.domain.clock import utcnow
 from webhook_operator.domain.conditions import find_condition, upsert_condition
 from webhook_operator.domain.keys import SubscriptionKey
+from webhook_operator.domain.progress import subscription_progress
 from webhook_operator.domain.readiness import READY
 from webhook_operator.domain.recovery import pending_request, recovery_status
 from webhook_operator.domain.signing import public_keys
@@ -99,12 +100,9 @@ class SubscriptionReconciler:
         condition = state.readiness.condition
         now = utcnow()
         conditions = record.status.get("conditions")
-        new_conditions = upsert_condition(
-            conditions if isinstance(conditions, list) else [],
-            condition,
-            now=now,
-            generation=record.generation,
-        )
+        new_conditions = conditions if isinstance(conditions, list) else []
+        for each in (condition, *subscription_progress(condition)):
+            new_conditions = upsert_condition(new_conditions, each, now=now, generation=record.generation)
         status: dict[str, Any] = {
             "observedGeneration": record.generation,
             "conditions": new_conditions,
@@ -198,14 +196,14 @@ class SubscriptionReconciler:
         if previous == (ready, reason):
             return
         if previous is not None:
-            self._metrics.subscriptions.labels(*previous).dec()
+            self._metrics.subscriptions.remove(*key, *previous)
         self._reasons[key] = (ready, reason)
-        self._metrics.subscriptions.labels(ready, reason).inc()
+        self._metrics.subscriptions.labels(*key, ready, reason).set(1)
 
     def _forget(self, key: SubscriptionKey) -> None:
         previous = self._reasons.pop(key, None)
         if previous is not None:
-            self._metrics.subscriptions.labels(*previous).dec()
+            self._metrics.subscriptions.remove(*key, *previous)
         self._written.pop(key, None)
         self._health.forget(key)
         self._subscriptions.forget(key)

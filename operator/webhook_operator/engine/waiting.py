@@ -1,8 +1,9 @@
 """Which events have an open delivery to which subscription, and how many deliveries are pending.
 
 A delivery that waits (paused, a circuit open, a Secret missing) has no timer: its event is
-found here and woken when the subscription changes. The pending count feeds the
-`webhook_deliveries_pending` gauge.
+found here and woken when the subscription changes. The events open per subscription feed the
+`webhook_deliveries_pending` gauge (labelled by namespace and subscription, for the alerts); a
+subscription with none left has no series, so deleted ones leave nothing behind.
 """
 
 from __future__ import annotations
@@ -35,23 +36,26 @@ class WaitingIndex:
 
     def set(self, key: EventKey, subs: set[SubscriptionKey], pending: int) -> None:
         """The event's open deliveries now go to `subs`; `pending` of them are not final."""
-        for sub in self._waiting_on.pop(key, set()) - subs:
+        before = self._waiting_on.pop(key, set())
+        for sub in before - subs:
             waiting = self._waiting.get(sub)
             if waiting is not None:
                 waiting.discard(key)
                 if not waiting:
                     del self._waiting[sub]
+                    self._metrics.pending.remove(*sub)
+                else:
+                    self._metrics.pending.labels(*sub).set(len(waiting))
         if subs:
             self._waiting_on[key] = subs
-            for sub in subs:
-                self._waiting.setdefault(sub, set()).add(key)
-        delta = pending - self._pending.get(key, 0)
+            for sub in subs - before:
+                waiting = self._waiting.setdefault(sub, set())
+                waiting.add(key)
+                self._metrics.pending.labels(*sub).set(len(waiting))
         if pending:
             self._pending[key] = pending
         else:
             self._pending.pop(key, None)
-        if delta:
-            self._metrics.pending.inc(delta)
 
     def forget(self, key: EventKey) -> None:
         self.set(key, set(), 0)
