@@ -285,6 +285,16 @@ def test_chart_namespaces_get_a_role_binding_and_a_flag_each() -> None:
     assert operator_container(objects)["args"][-2:] == ["--namespace=shop", "--namespace=billing"]
 
 
+def test_chart_namespace_patterns_are_passed_on_and_bound_cluster_wide() -> None:
+    objects = render_chart({"namespaces": ["team-*,!team-skip*", "shop"]})
+    assert [o for o in objects if o["kind"] == "RoleBinding"] == []
+    assert sorted(o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRoleBinding") == [
+        "webhook-operator",
+        "webhook-operator-discovery",
+    ]
+    assert operator_container(objects)["args"][-2:] == ["--namespace=team-*,!team-skip*", "--namespace=shop"]
+
+
 def test_chart_image_tag_defaults_to_app_version() -> None:
     assert operator_container(render_chart({"image": {"tag": ""}}))["image"] == IMAGE
 
