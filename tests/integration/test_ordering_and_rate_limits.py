@@ -9,7 +9,6 @@ from typing import Any
 
 from tests.conftest import eventually
 from tests.integration.conftest import (
-    RunningOperator,
     create_event,
     create_subscription,
     delivery,
@@ -17,6 +16,7 @@ from tests.integration.conftest import (
     wait_condition,
 )
 from tests.integration.receiver import Receiver
+from webhook_operator.testing.operator_thread import OperatorThread
 
 SUBS, EVENTS = "webhooksubscriptions", "webhookevents"
 # Quick retries, 2 s apart: time enough for the test to act while the head waits.
@@ -53,7 +53,7 @@ def arrivals(receiver: Receiver, path: str) -> list[str]:
 
 
 async def test_events_of_one_key_arrive_in_creation_order_while_the_first_is_retried_and_other_keys_flow(
-    standin: Any, receiver: Receiver, operator: RunningOperator
+    standin: Any, receiver: Receiver, operator: OperatorThread
 ) -> None:
     await ordered_subscription(standin, receiver, failures=2)  # the head's first two attempts fail
     # Names run against creation order, so the order delivered cannot come from the names.
@@ -81,7 +81,7 @@ async def test_events_of_one_key_arrive_in_creation_order_while_the_first_is_ret
 
 
 async def test_a_failed_predecessor_is_final_and_releases_the_next_event(
-    standin: Any, receiver: Receiver, operator: RunningOperator
+    standin: Any, receiver: Receiver, operator: OperatorThread
 ) -> None:
     retry = {**QUICK_RETRY, "maxAttempts": 1}
     await ordered_subscription(standin, receiver, failures=1, retry=retry)
@@ -93,7 +93,7 @@ async def test_a_failed_predecessor_is_final_and_releases_the_next_event(
 
 
 async def test_the_order_holds_across_a_restart_of_the_operator(
-    standin: Any, receiver: Receiver, operator: RunningOperator
+    standin: Any, receiver: Receiver, operator: OperatorThread
 ) -> None:
     await ordered_subscription(standin, receiver, failures=1)
     uids = [await create_keyed(standin, name, "k") for name in ("c-1", "b-2", "a-3")]
@@ -106,7 +106,7 @@ async def test_the_order_holds_across_a_restart_of_the_operator(
 
 
 async def test_a_rate_limit_keeps_the_receiver_at_its_rate_retries_included(
-    standin: Any, receiver: Receiver, operator: RunningOperator
+    standin: Any, receiver: Receiver, operator: OperatorThread
 ) -> None:
     await create_subscription(
         standin,
@@ -147,7 +147,7 @@ async def test_a_rate_limit_keeps_the_receiver_at_its_rate_retries_included(
 
 
 async def test_without_a_rate_limit_a_burst_goes_out_at_once(
-    standin: Any, receiver: Receiver, operator: RunningOperator
+    standin: Any, receiver: Receiver, operator: OperatorThread
 ) -> None:
     await create_subscription(standin, "free", {"url": receiver.endpoint("/free")})
     await wait_condition(standin, SUBS, "free", "Ready")
