@@ -51,7 +51,13 @@ def api() -> Api:
     real_cluster()
     subprocess.run(["kubectl", "apply", "-f", str(CRDS)], check=True, capture_output=True, timeout=60)
     subprocess.run(
-        ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in crd_names())],
+        [
+            "kubectl",
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *(f"crd/{n}" for n in crd_names()),
+        ],
         check=True,
         capture_output=True,
         timeout=90,
@@ -108,7 +114,9 @@ def all_delivered(api: Api, namespace: str, *, timeout: float) -> list[dict[str,
         return events if events and all(delivered(e) for e in events) else None
 
     try:
-        return list(eventually(check, timeout=timeout, what=f"every event in {namespace} Delivered", interval=1))
+        return list(
+            eventually(check, timeout=timeout, what=f"every event in {namespace} Delivered", interval=1)
+        )
     except AssertionError:
         late = [e["metadata"]["name"] for e in api.events(namespace) if not delivered(e)]
         raise AssertionError(f"{len(late)} events not Delivered: {late[:20]}") from None
@@ -193,7 +201,9 @@ def test_an_api_server_restart_during_leadership_loses_nothing(
 ) -> None:
     target = restartable_apiserver()
     if target is None:
-        pytest.skip("KUBECONFIG's API server is not a local kube-apiserver kit instance this test can restart")
+        pytest.skip(
+            "KUBECONFIG's API server is not a local kube-apiserver kit instance this test can restart"
+        )
     namespace = new_namespace()
     api.subscribe(namespace, "orders", f"{receiver.base_url}/{namespace}/orders")
     with operators(tmp_path) as start:
@@ -202,7 +212,7 @@ def test_an_api_server_restart_during_leadership_loses_nothing(
         warm_up(api, receiver, namespace)
         with Publisher(api, namespace, "load", interval=0.2) as publisher:
             time.sleep(2)
-            outage = restart_apiserver(*target, api)
+            outage = restart_apiserver(*target)
             time.sleep(3)
         events = all_delivered(api, namespace, timeout=90)
         now_holder = api.lease_holder(namespace, "ha-restart")
@@ -228,10 +238,14 @@ def test_two_shards_split_twenty_namespaces_with_no_overlap_and_no_gap(
         shards = [start(f"shard-{i}", "--shard-index", str(i), "--shard-count", "2", *args) for i in (0, 1)]
         for shard in shards:
             eventually(shard.leading, timeout=START_TIMEOUT, what=f"{shard.name} to lead its shard")
+        for namespace in namespaces:  # as a user would: each shard's leader has seen its subscriptions
+            eventually(
+                lambda ns=namespace: api.ready(ns, "orders"), timeout=60, what=f"orders Ready in {namespace}"
+            )
         for namespace in namespaces:
             api.publish(namespace, "order-1", {"namespace": namespace})
         for namespace in namespaces:
-            all_delivered(api, namespace, timeout=60)
+            assert_each_delivery_succeeded_once(all_delivered(api, namespace, timeout=60))
         served = [set(shard.attempts_by_namespace()) for shard in shards]
         holders = [api.lease_holder(namespaces[0], f"ha-shards-shard-{i}") for i in (0, 1)]
 

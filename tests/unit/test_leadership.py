@@ -90,7 +90,10 @@ def test_a_stopping_leader_is_done_before_any_observer_may_take_over(
     timings = Timings(lease, deadline, deadline / 2)
     now = renewed_at + deadline + late
     # An observer saw the renewal no earlier than it started, so may take over at renewed_at + lease.
-    assert now + timings.stop_grace(renewed_at, now) < renewed_at + lease or timings.stop_grace(renewed_at, now) == 0
+    assert (
+        now + timings.stop_grace(renewed_at, now) < renewed_at + lease
+        or timings.stop_grace(renewed_at, now) == 0
+    )
 
 
 @given(st.floats(0, 1, exclude_max=True))
