@@ -13,6 +13,7 @@ The measured failover and handover times are printed (`-s`) for docs/guarantees.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import subprocess
 import time
@@ -187,7 +188,7 @@ def test_sigterm_hands_over_at_once_with_no_repeated_delivery(
         events = all_delivered(api, namespace, timeout=60)
 
     times = sorted(r.at for r in requests_in(receiver, namespace) if r.at >= terminated_at - 1)
-    gap = max(later - earlier for earlier, later in zip(times, times[1:], strict=False))
+    gap = max(later - earlier for earlier, later in itertools.pairwise(times))
     print(f"\nSIGTERM handover: longest pause between deliveries {gap:.2f} s, {len(events)} events")
     assert gap <= 3.0
     assert_each_delivery_succeeded_once(events)
