@@ -410,7 +410,7 @@ class HelmSubset:
     - operands ``.Values.a.b``, ``.Release.Namespace``, ``.Release.Name``, ``.Chart.Name``,
       ``.Chart.AppVersion``, ``.``, "strings" and integers;
     - pipelines ``X | f ARGS`` (X becomes f's last argument) with f in quote, toYaml, nindent,
-      indent, join, default.
+      indent, join, default, int, until (0 to N-1) and lt (Go's `lt A B`: A < B).
     """
 
     _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.DOTALL)
@@ -538,6 +538,9 @@ class HelmSubset:
             "indent": lambda n, s: "\n".join(" " * n + line for line in s.split("\n")),
             "join": lambda sep, items: sep.join(self._print(x) for x in items or []),
             "default": lambda fallback, v: v if self._truthy(v) else fallback,
+            "int": int,
+            "until": lambda n: list(range(n)),
+            "lt": lambda a, b: a < b,
         }
         if head in functions:
             return functions[head](*args)

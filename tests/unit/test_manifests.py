@@ -262,6 +262,8 @@ def test_base_objects_and_namespace(base: list[dict[str, Any]]) -> None:
             ("ClusterRoleBinding", "", "webhook-operator"),
             ("ClusterRoleBinding", "", "webhook-operator-discovery"),
             ("Deployment", NAMESPACE, "webhook-operator"),
+            ("Role", NAMESPACE, "webhook-operator-leader-election"),
+            ("RoleBinding", NAMESPACE, "webhook-operator-leader-election"),
             ("Service", NAMESPACE, "webhook-operator-metrics"),
             ("ServiceAccount", NAMESPACE, "webhook-operator"),
         ]
@@ -277,9 +279,9 @@ def test_base_objects_and_namespace(base: list[dict[str, Any]]) -> None:
 def test_deployment(base: list[dict[str, Any]]) -> None:
     deployment = only(base, "Deployment")
     spec = deployment["spec"]
-    # No leader election: exactly one operator at any time, also during upgrades.
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas electing one deliverer: a standby takes over, also during a rolling update.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate"}
     pod = spec["template"]["spec"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     assert pod["serviceAccountName"] == "webhook-operator"
@@ -293,7 +295,7 @@ def test_deployment(base: list[dict[str, Any]]) -> None:
     assert container["image"] == IMAGE
     # command replaces the image's ENTRYPOINT ["webhook-operator", "run"], so `run` is not doubled.
     assert container["command"] == ["webhook-operator"]
-    assert container["args"] == ["run", "--metrics-port=8080", "--health-port=8081"]
+    assert container["args"] == ["run", "--metrics-port=8080", "--health-port=8081", "--leader-elect"]
     assert container["env"] == [{"name": "WEBHOOK_OPERATOR_ALLOW_CIDRS", "value": ""}]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
@@ -358,6 +360,35 @@ def test_rbac_is_least_privilege(base: list[dict[str, Any]]) -> None:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
 
 
+LEASE_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["webhook-operator"],
+        "verbs": ["get", "watch", "patch"],
+    },
+]
+
+
+def test_leader_election_may_touch_only_its_own_lease_in_its_own_namespace(
+    base: list[dict[str, Any]],
+) -> None:
+    role = only(base, "Role", "webhook-operator-leader-election")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == LEASE_RULES
+    binding = only(base, "RoleBinding", "webhook-operator-leader-election")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "webhook-operator-leader-election",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "webhook-operator", "namespace": NAMESPACE}
+    ]
+
+
 def test_rbac_comments_explain_every_rule() -> None:
     text = (DEPLOY_DIR / "base" / "clusterrole.yaml").read_text()
     rule_lines = [i for i, line in enumerate(text.splitlines()) if line.startswith("- apiGroups:")]
@@ -393,7 +424,7 @@ def test_namespaced_overlay_is_valid(namespaced: list[dict[str, Any]]) -> None:
 def test_namespaced_overlay_grants_access_in_its_namespace_only(namespaced: list[dict[str, Any]]) -> None:
     bindings = [o["metadata"]["name"] for o in namespaced if o["kind"] == "ClusterRoleBinding"]
     assert bindings == ["webhook-operator-discovery"]  # read-only discovery stays cluster-wide
-    role_binding = only(namespaced, "RoleBinding")
+    role_binding = only(namespaced, "RoleBinding", "webhook-operator")
     assert role_binding["metadata"]["namespace"] == "shop"
     assert role_binding["roleRef"]["name"] == "webhook-operator"
     assert role_binding["subjects"] == [
@@ -403,6 +434,7 @@ def test_namespaced_overlay_grants_access_in_its_namespace_only(namespaced: list
         "run",
         "--metrics-port=8080",
         "--health-port=8081",
+        "--leader-elect",
         "--namespace=shop",
     ]
 
@@ -500,7 +532,10 @@ def test_chart_without_metrics_has_no_service_nor_metrics_port() -> None:
 
 def test_chart_namespaces_get_a_role_binding_and_a_flag_each() -> None:
     objects = render_chart({"namespaces": ["shop", "billing"]})
-    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding") == [
+    bindings = [
+        o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "webhook-operator"
+    ]
+    assert sorted(o["metadata"]["namespace"] for o in bindings) == [
         "billing",
         "shop",
     ]
@@ -508,6 +543,34 @@ def test_chart_namespaces_get_a_role_binding_and_a_flag_each() -> None:
         "webhook-operator-discovery"
     ]
     assert operator_container(objects)["args"][-2:] == ["--namespace=shop", "--namespace=billing"]
+
+
+def test_chart_without_leader_election_runs_one_replica_replaced_with_recreate() -> None:
+    objects = render_chart({"leaderElection": {"enabled": False}, "replicas": 3})
+    spec = only(objects, "Deployment", "webhook-operator")["spec"]
+    assert (spec["replicas"], spec["strategy"]) == (1, {"type": "Recreate"})
+    assert "--leader-elect" not in operator_container(objects)["args"]
+    assert [o for o in objects if o["kind"] in ("Role", "RoleBinding")] == []
+
+
+def test_chart_shards_are_one_deployment_each_with_its_own_lease() -> None:
+    objects = render_chart({"shards": 3, "replicas": 2})
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == [f"webhook-operator-shard-{i}" for i in range(3)]
+    selectors = [d["spec"]["selector"]["matchLabels"] for d in deployments]
+    assert len({json.dumps(s, sort_keys=True) for s in selectors}) == 3, (
+        "shards must not adopt each other's pods"
+    )
+    for index, deployment in enumerate(deployments):
+        assert deployment["spec"]["replicas"] == 2
+        pod = deployment["spec"]["template"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        (container,) = pod["spec"]["containers"]
+        assert container["args"][-3:] == ["--leader-elect", f"--shard-index={index}", "--shard-count=3"]
+    role = only(objects, "Role", "webhook-operator-leader-election")
+    assert role["rules"][1]["resourceNames"] == [f"webhook-operator-shard-{i}" for i in range(3)]
+    for obj in objects:
+        validate(obj)
 
 
 def test_chart_image_tag_defaults_to_app_version() -> None:
@@ -544,6 +607,8 @@ def test_chart_values_follow_their_schema() -> None:
         {"allowCidrs": "10.0.0.0/8"},
         {"metrics": {"enabled": True, "port": 8081}},
         {"imagee": {}},
+        {"shards": 0},
+        {"replicas": 0},
     ],
 )
 def test_chart_values_schema_rejects_mistakes(bad: dict[str, Any]) -> None:
@@ -619,6 +684,15 @@ def test_subset_if_else_range_and_functions() -> None:
         "[a:ns][b:ns] \"x,y\" 2.0.0\n  a: '1'\n  b: 1"
     )
     assert render(template, {"ns": [], "cidrs": [], "tag": "t", "res": {}}).startswith('all "" t')
+
+
+def test_subset_counts_like_go_and_sprig() -> None:
+    # Helm reads numbers in values as floats: `int` first, then Sprig's `until`, Go's `lt A B`.
+    template = (
+        "{{ range .Values.n | int | until }}[{{ . }}{{ if $.Values.n | int | lt 1 }}+{{ end }}]{{ end }}"
+    )
+    assert render(template, {"n": 3.0}) == "[0+][1+][2+]"
+    assert render(template, {"n": 1}) == "[0]"
 
 
 @pytest.mark.parametrize(
