@@ -43,7 +43,7 @@ def test_each_shard_elects_its_own_leader() -> None:
 
 @pytest.mark.parametrize(("index", "count"), [("3", "3"), ("-1", "2"), ("0", "0")])
 def test_an_impossible_shard_exits_with_a_message(index: str, count: str) -> None:
-    with pytest.raises(SystemExit, match="shard .*--shard-index, --shard-count"):
+    with pytest.raises(SystemExit, match=r"shard .*\(--shard-index, --shard-count\)"):
         configured("--shard-index", index, "--shard-count", count)
 
 
