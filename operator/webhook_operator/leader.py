@@ -29,6 +29,7 @@ from webhook_operator.domain.leadership import (
     Observation,
     claim,
     held_by_another,
+    next_try_in,
     observe,
     released,
 )
@@ -172,7 +173,8 @@ class LeaderElector:
 
     async def _pause(self) -> None:
         """Wait a jittered retry period, or less if the Lease is released or deleted meanwhile."""
-        deadline = time.monotonic() + self._timings.standby_delay(random.random())
+        now = time.monotonic()
+        deadline = now + next_try_in(self._observed, self._timings, now, random.random())
         if self._version is not None:
             query = (
                 f"?watch=true&fieldSelector=metadata.name%3D{self._settings.name}"

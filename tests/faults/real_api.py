@@ -123,6 +123,7 @@ def _configuration() -> client.Configuration:
     configuration = client.Configuration()
     config.load_kube_config(client_configuration=configuration)
     configuration.retries = 0
+    configuration.connection_pool_maxsize = 32  # publishers in several threads
     return configuration
 
 

@@ -13,6 +13,7 @@ from webhook_operator.domain.leadership import (
     Timings,
     claim,
     held_by_another,
+    next_try_in,
     observe,
     released,
 )
@@ -99,3 +100,11 @@ def test_a_stopping_leader_is_done_before_any_observer_may_take_over(
 @given(st.floats(0, 1, exclude_max=True))
 def test_a_standby_retries_within_client_gos_jitter(fraction: float) -> None:
     assert 2.0 <= DEFAULT.standby_delay(fraction) < 2.0 * 2.2
+
+
+def test_a_standby_tries_again_when_the_holders_lease_expires_not_a_retry_period_later() -> None:
+    seen = Observation(LeaseRecord(OTHER, 15, T0, T0, 0), seen_at=100.0)
+    assert next_try_in(seen, DEFAULT, now=101.0, random_fraction=0.5) == pytest.approx(3.2)
+    assert next_try_in(seen, DEFAULT, now=114.0, random_fraction=0.5) == pytest.approx(1.0)
+    assert next_try_in(seen, DEFAULT, now=116.0, random_fraction=0.5) == 0.0
+    assert next_try_in(None, DEFAULT, now=0.0, random_fraction=0.0) == 2.0

@@ -85,6 +85,19 @@ def held_by_another(observation: Observation, identity: str, now: float) -> bool
     return record.holder not in ("", identity) and now < observation.seen_at + record.lease_duration_seconds
 
 
+def next_try_in(
+    observation: Observation | None, timings: Timings, now: float, random_fraction: float
+) -> float:
+    """How long a standby waits before trying again: a jittered retry period, but no longer than
+    until the holder's Lease expires from where we stand (a dead leader is replaced right after
+    `lease_duration`, not up to a retry period and a half later)."""
+    delay = timings.standby_delay(random_fraction)
+    if observation is None or not observation.record.holder:
+        return delay
+    expires_in = observation.seen_at + observation.record.lease_duration_seconds - now
+    return max(0.0, min(delay, expires_in))
+
+
 def claim(current: LeaseRecord | None, identity: str, timings: Timings, wall_now: str) -> LeaseRecord:
     """The record that takes (or, for the holder, renews) the Lease at wall-clock time `wall_now`."""
     duration = max(1, round(timings.lease_duration))
