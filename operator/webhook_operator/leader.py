@@ -172,7 +172,10 @@ class LeaderElector:
         self._version = _version(body)
 
     async def _pause(self) -> None:
-        """Wait a jittered retry period, or less if the Lease is released or deleted meanwhile."""
+        """Wait a jittered retry period (no longer than until the holder's lease expires), or
+        less if the Lease is released or deleted meanwhile. The watch also times each renewal
+        as it happens, so a dead holder's lease expires on our clock `lease_duration` after its
+        last renewal, not after our next read of it."""
         now = time.monotonic()
         deadline = now + next_try_in(self._observed, self._timings, now, random.random())
         if self._version is not None:
@@ -189,8 +192,13 @@ class LeaderElector:
                             if event.get("type") == "DELETED":
                                 return
                             record = _record(body) if isinstance(body, Mapping) else None
-                            if record is not None and not record.holder:
+                            if record is None:
+                                continue
+                            if not record.holder:
                                 return
+                            self._observed = observe(self._observed, record, time.monotonic())
+                            assert isinstance(body, Mapping)
+                            self._version = _version(body)
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
     def _fields(self) -> dict[str, str]:
