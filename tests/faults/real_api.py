@@ -255,6 +255,7 @@ def restart_apiserver(state: Path, argv: list[str]) -> float:
     after 3 s it is killed, as a crashed or evicted API server would be."""
     pid_file = state / "run" / "kube-apiserver.pid"
     pid = int(pid_file.read_text().strip())
+    port = int(next(a.split("=", 1)[1] for a in argv if a.startswith("--secure-port=")))
     down = time.monotonic()
     os.kill(pid, signal.SIGTERM)
     with contextlib.suppress(AssertionError):
@@ -262,6 +263,7 @@ def restart_apiserver(state: Path, argv: list[str]) -> float:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     eventually(lambda: not _alive(pid), timeout=10, what="the kube-apiserver to exit")
+    eventually(lambda: not _listening(port), timeout=10, what=f"port {port} to be free")
     with (state / "logs" / "kube-apiserver.log").open("ab") as log:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -269,6 +271,10 @@ def restart_apiserver(state: Path, argv: list[str]) -> float:
     pid_file.write_text(f"{process.pid}\n")
 
     def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"the restarted kube-apiserver exited with {process.returncode}: see its log"
+            )
         answer = subprocess.run(
             ["kubectl", "get", "--raw", "/readyz"], capture_output=True, text=True, timeout=10
         )
@@ -276,6 +282,11 @@ def restart_apiserver(state: Path, argv: list[str]) -> float:
 
     eventually(ready, timeout=120, what="the restarted kube-apiserver to be ready", interval=0.25)
     return time.monotonic() - down
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _alive(pid: int) -> bool:

@@ -220,6 +220,9 @@ def test_an_api_server_restart_during_leadership_loses_nothing(
         print(f"\nAPI server restart: unavailable {outage:.1f} s; leader kept: {now_holder == holder}")
         assert publisher.sent > 0
         assert [leader.leading(), standby.leading()].count(True) == 1
+        if now_holder != holder:  # the outage outlasted the renew deadline: the leader stepped down
+            assert leader.process.poll() == 1, "a leader that cannot renew stops and exits 1"
+            assert "lost the leader Lease" in leader.logs()
 
     assert_each_delivery_succeeded_once(events)
     received = receipts_by_id(requests_in(receiver, namespace))
