@@ -41,6 +41,7 @@ from webhook_operator import logs
 from webhook_operator.config import OperatorConfig
 from webhook_operator.domain.egress import EgressPolicy
 from webhook_operator.domain.health import DisableRules
+from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.main import run_operator
 from webhook_operator.runtime import Engine
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         connection = connection_from_kubeconfig(args.kubeconfig)
     config = OperatorConfig(
-        namespaces=tuple(args.namespace),
+        scope=NamespaceScope.parse(args.namespace),
         egress=EgressPolicy.from_cidrs(["127.0.0.0/8"]),
         event_workers=args.workers,
         # The head-of-line phase needs its broken endpoint to keep failing: with the default

@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from benchmarks import procs, profiles
+from benchmarks import procs, profiles, startup
 from benchmarks.cluster import Cluster, connection_from_kubeconfig, run_concurrently
 from webhook_operator import __version__
 from webhook_operator.domain.deliveries import Delivery, State
@@ -62,6 +62,8 @@ class Settings:
     storm: int = 1000
     storm_max_delay: int = 10  # the broken subscription's retry: Exponential from 1 s, capped here
     memory: int = 10_000
+    startup_events: int = 10_000
+    startup_subs: int = 1_000
     ceiling_ops: int = 2000
     http_requests: int = 5000
     paced_seconds: float = 8.0
@@ -75,7 +77,7 @@ class Settings:
     json_only: bool = False
     profile: str | None = None
     keep_logs: str | None = None
-    phases: tuple[str, ...] = ("sustained", "half_rate", "head_of_line", "fanout", "memory")
+    phases: tuple[str, ...] = ("sustained", "half_rate", "head_of_line", "fanout", "memory", "startup")
 
 
 QUICK: dict[str, Any] = {
@@ -83,6 +85,8 @@ QUICK: dict[str, Any] = {
     "fanout": 20,
     "storm": 100,
     "memory": 500,
+    "startup_events": 300,
+    "startup_subs": 30,
     "ceiling_ops": 300,
     "http_requests": 600,
     "paced_seconds": 1.5,
@@ -100,6 +104,8 @@ TARGETS = {
     "hol_p99_ratio": ("<=", 1.5, "healthy p99 in storm / unloaded"),
     "api_writes_per_event": ("<=", 2.0, "API writes per event (with its create)"),
     "rss_mb_at_memory": ("<=", 200.0, "RSS with the memory set known"),
+    "startup_writes_to_finished": ("<=", 0, "writes to finished events after a restart"),
+    "startup_new_event_s": ("<=", 10.0, "a new event's receipt after a restart (s)"),
 }
 
 
@@ -159,6 +165,8 @@ class Benchmark:
         self.ns = ""
         self.ns_memory = ""
         self.ns_ceiling = ""
+        self.ns_start = ""
+        self._operator_log: Any = None
         self.main_events = 0  # events created in the main namespace so far
 
     # -- the receiver and the operator's control port ------------------------------------------
@@ -383,34 +391,8 @@ class Benchmark:
         log(f"L_http: project Sender {own:.0f}/s, plain aiohttp {plain:.0f}/s ({failures} failures)")
 
     async def start_operator(self, log_file: Any) -> None:
-        where = (
-            ["--kubeconfig", self.s.kubeconfig]
-            if self.s.kubeconfig
-            else ["--server", self.cluster.connection.server]
-        )
-        self.operator = procs.start(
-            "operator",
-            "benchmarks.operator_proc",
-            *where,
-            "-n",
-            self.ns,
-            "-n",
-            self.ns_memory,
-            "--workers",
-            str(self.s.workers),
-            *(
-                ("--circuit-after-failures", str(self.s.circuit_after_failures))
-                if self.s.circuit_after_failures is not None
-                else ()
-            ),
-            log=log_file,
-        )
-        self.control = self.operator.info["control"]
-        deadline = time.monotonic() + 60
-        while not (await self.op_stats()).get("ready"):
-            if time.monotonic() > deadline or self.operator.process.poll() is not None:
-                raise RuntimeError("the operator did not get ready; see its log")
-            await asyncio.sleep(0.1)
+        self._operator_log = log_file
+        await self.launch_operator()
         await self.subscribe("sink", "/sink", ["bench.load"])
         await self.wait_ready(self.ns, {"sink"}, 30)
         _, warm = await self.burst("warmup", "bench.load", 50)
@@ -418,6 +400,38 @@ class Benchmark:
         await self.op_settled(30)
         rss = self.operator.memory_kib()["vmrss"] / 1024
         log(f"operator ready (pid {self.operator.pid}, RSS {rss:.0f} MB), 'sink' Ready, warmed up")
+
+    async def launch_operator(self) -> float:
+        """Start the operator process; returns the monotonic time it reported ready."""
+        where = (
+            ["--kubeconfig", self.s.kubeconfig]
+            if self.s.kubeconfig
+            else ["--server", self.cluster.connection.server]
+        )
+        circuit = (
+            ("--circuit-after-failures", str(self.s.circuit_after_failures))
+            if self.s.circuit_after_failures is not None
+            else ()
+        )
+        namespaces = [arg for ns in (self.ns, self.ns_memory, self.ns_start) for arg in ("-n", ns)]
+        self.operator = await asyncio.to_thread(
+            procs.start, "operator", "benchmarks.operator_proc", *where, *namespaces,
+            "--workers", str(self.s.workers), *circuit, log=self._operator_log,
+        )  # fmt: skip
+        self.control = self.operator.info["control"]
+        deadline = time.monotonic() + 60
+        while not (await self.op_stats()).get("ready"):
+            if time.monotonic() > deadline or self.operator.process.poll() is not None:
+                raise RuntimeError("the operator did not get ready; see its log")
+            await asyncio.sleep(0.05)
+        return time.monotonic()
+
+    async def stop_operator(self) -> None:
+        if self.operator is not None:
+            await asyncio.to_thread(procs.stop, self.operator, 30)
+
+    async def startup(self) -> None:
+        await startup.run(self)
 
     async def sustained(self) -> None:
         n = self.s.events
@@ -781,8 +795,9 @@ async def run(settings: Settings) -> dict[str, Any]:
                 await cluster.check_crds()
             bench.ns = await cluster.create_namespace("webhook-bench-")
             bench.ns_memory, bench.ns_ceiling = f"{bench.ns}-mem", f"{bench.ns}-ceil"
-            await cluster.ensure_namespace(bench.ns_memory)
-            await cluster.ensure_namespace(bench.ns_ceiling)
+            bench.ns_start = f"{bench.ns}-start"
+            for namespace in (bench.ns_memory, bench.ns_ceiling, bench.ns_start):
+                await cluster.ensure_namespace(namespace)
             log(f"namespaces {bench.ns}, {bench.ns_memory}, {bench.ns_ceiling}; logs in {workdir}")
             try:
                 await bench.ceilings()
@@ -798,7 +813,7 @@ async def run(settings: Settings) -> dict[str, Any]:
                     code = procs.stop(bench.operator, timeout=30)
                     bench.results["operator_exit_code"] = code
                 if settings.kubeconfig:
-                    for namespace in (bench.ns, bench.ns_memory, bench.ns_ceiling):
+                    for namespace in (bench.ns, bench.ns_memory, bench.ns_ceiling, bench.ns_start):
                         with contextlib.suppress(Exception):
                             await cluster.delete_namespace(namespace)
                     log("namespaces deleted")

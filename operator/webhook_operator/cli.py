@@ -19,6 +19,7 @@ from webhook_operator.config import (
 from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressConfigError, EgressPolicy
 from webhook_operator.domain.health import DisableRules
+from webhook_operator.domain.scope import NamespaceScope, ScopeError
 from webhook_operator.domain.shards import Shard
 
 
@@ -38,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NS",
-        help="watch only this namespace (repeatable); default: all namespaces",
+        help=(
+            "serve only these namespaces (repeatable): a name, or kopf's patterns: globs with * and ?, "
+            "!glob to exclude, comma-combined ('team-*,!team-skip*'); namespaces created later are "
+            "served as they appear. Default: all namespaces"
+        ),
     )
     run.add_argument(
         "--allow-cidr",
@@ -120,32 +125,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(Exception):
+    """A flag value that cannot work: printed as `webhook-operator: <message>`, exit code 2."""
+
+
+def _shard(args: argparse.Namespace) -> Shard:
+    try:
+        return Shard(args.shard_index, args.shard_count)
+    except ValueError as error:
+        raise UsageError(f"{error} (--shard-index, --shard-count)") from None
+
+
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     try:
         egress = EgressPolicy.from_cidrs(allowed_cidrs(args.allow_cidr))
-    except EgressConfigError as error:
-        raise SystemExit(f"webhook-operator: {error}") from None
+        scope = NamespaceScope.parse(args.namespace, shard=_shard(args))
+    except (EgressConfigError, ScopeError) as error:
+        raise UsageError(str(error)) from None
     for name in ("metrics_port", "health_port"):
         port = getattr(args, name)
         if port is not None and not 0 < port < 65536:
-            raise SystemExit(f"webhook-operator: --{name.replace('_', '-')} must be between 1 and 65535")
-    try:
-        shard = Shard(args.shard_index, args.shard_count)
-    except ValueError as error:
-        raise SystemExit(f"webhook-operator: {error} (--shard-index, --shard-count)") from None
+            raise UsageError(f"--{name.replace('_', '-')} must be between 1 and 65535")
     election = None
     if args.leader_elect:
         from webhook_operator.leader import default_identity
 
         election = LeaderElection(
             namespace=args.leader_election_namespace or pod_namespace(),
-            name=shard.lease_name(args.leader_election_id),
+            name=scope.shard.lease_name(args.leader_election_id),
             identity=default_identity(),
         )
     return OperatorConfig(
-        namespaces=tuple(args.namespace),
+        scope=scope,
         leader_election=election,
-        shard=shard,
         egress=egress,
         metrics_port=args.metrics_port,
         health_port=args.health_port,
@@ -164,13 +176,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(run_demo(events=args.events, log_level=args.log_level))
 
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except UsageError as error:
+        print(f"webhook-operator: {error}", file=sys.stderr)
+        return 2
     from webhook_operator import logs
-    from webhook_operator.main import LeadershipLost, run_operator
+    from webhook_operator.main import LeadershipLost, StartRefused, run_operator
 
     logs.configure(config.log_format, getattr(logging, args.log_level.upper()))
     try:
         asyncio.run(run_operator(config))
+    except StartRefused as error:
+        print(f"webhook-operator: {error}", file=sys.stderr)
+        return 2
     except LeadershipLost as error:
         # As controller-runtime does: exit, and rejoin as a standby when restarted (by the kubelet).
         print(f"webhook-operator: {error}", file=sys.stderr)

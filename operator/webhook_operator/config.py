@@ -13,7 +13,7 @@ from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressPolicy
 from webhook_operator.domain.health import DisableRules
 from webhook_operator.domain.leadership import Timings
-from webhook_operator.domain.shards import Shard
+from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.domain.specs import DEFAULT_MAX_DATA_BYTES
 
 ALLOW_CIDRS_ENV = "WEBHOOK_OPERATOR_ALLOW_CIDRS"
@@ -32,7 +32,7 @@ class LeaderElection:
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    scope: NamespaceScope = NamespaceScope()  # the namespaces served; empty: all of them
     egress: EgressPolicy = EgressPolicy()
     metrics_port: int | None = None
     health_port: int | None = None
@@ -49,7 +49,6 @@ class OperatorConfig:
     slot_wait_seconds: float = 0.5  # how long a delivery waits for a maxInFlight slot before deferring
     shutdown_grace_seconds: float = 10.0
     leader_election: LeaderElection | None = None  # None: deliver at once, alone
-    shard: Shard = Shard()  # the namespaces this process serves, of those it watches
     # Set by the demo, the tests and the benchmark; None: log in from kubeconfig or the pod.
     connection: kopf.ConnectionInfo | None = field(default=None, repr=False)
 

@@ -33,6 +33,9 @@ async def configure_and_start(settings: kopf.OperatorSettings, memo: kopf.Memo, 
     engine = _engine(memo)
     engine.configure_kopf(settings)
     engine.subscriptions.bind(kwargs["subscription_index"], engine.kube)
+    # kopf runs start-up before its login activity; the engine checks its access before it
+    # starts, so it logs in now (kopf's login later finds the same credentials in place).
+    await engine.login(settings=settings, **kwargs)
     await engine.start()
 
 
@@ -131,13 +134,23 @@ async def _run_kopf(
     ready_flag: asyncio.Event | threading.Event | None,
 ) -> None:
     liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port is not None else None
-    await kopf.operator(
-        registry=kopf.get_default_registry(),
-        memo=kopf.Memo(engine=engine),
-        clusterwide=not config.namespaces,
-        namespaces=list(config.namespaces),
-        standalone=True,
-        liveness_endpoint=liveness,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    try:
+        await kopf.operator(
+            registry=kopf.get_default_registry(),
+            memo=kopf.Memo(engine=engine),
+            # kopf resolves the same patterns for its own watches (domain/scope.py).
+            clusterwide=config.scope.cluster_wide,
+            namespaces=list(config.scope.patterns),
+            standalone=True,
+            liveness_endpoint=liveness,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    except Exception as error:  # kopf wraps a failed start-up handler in an error of its own
+        if engine.refused is not None:
+            raise StartRefused(str(engine.refused)) from error
+        raise
+
+
+class StartRefused(Exception):
+    """The operator cannot serve what it was asked to with the permissions it has."""

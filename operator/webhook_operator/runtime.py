@@ -19,7 +19,7 @@ from webhook_operator.config import OperatorConfig
 from webhook_operator.engine.accounting import Accounting
 from webhook_operator.engine.circuits import Circuits
 from webhook_operator.engine.event_reconciler import EventReconciler
-from webhook_operator.engine.event_watch import EventWatch
+from webhook_operator.engine.event_watch import AccessRefused, EventWatch, check_access
 from webhook_operator.engine.events import EventKey, EventStore
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
 from webhook_operator.engine.limiter import InFlightLimiter
@@ -96,6 +96,7 @@ class Engine:
         self.on_leadership_lost: Callable[[], None] = lambda: None
         self._metrics_runner: aiohttp.web.AppRunner | None = None
         self._login_kwargs: dict[str, Any] = {}
+        self.refused: AccessRefused | None = None  # why start() refused to run, if it did
 
     # -- kopf's side ---------------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class Engine:
 
     def serves(self, namespace: str | None) -> bool:
         """Whether this process handles the namespace's events and subscriptions (its shard)."""
-        return self.config.shard.owns(namespace or "")
+        return self.config.scope.serves(namespace or "")
 
     def event_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
         if not self.serves((body.get("metadata") or {}).get("namespace")):
@@ -163,7 +164,13 @@ class Engine:
     # -- lifetime --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Serve metrics, then deliver: at once, or once elected (a standby only watches)."""
+        """Check access, serve metrics, then deliver: at once, or once elected (a standby only
+        watches: kopf's watches run, no worker nor the event watch)."""
+        try:
+            await check_access(self.kube, self.config.scope)
+        except AccessRefused as error:
+            self.refused = error
+            raise kopf.PermanentError(str(error)) from error  # no retries: only a person can fix it
         if self.config.metrics_port is not None:
             self._metrics_runner = await _serve_metrics(self.metrics, self.config.metrics_port)
         if self.elector is None:
@@ -172,12 +179,7 @@ class Engine:
             self._election = asyncio.create_task(
                 self._lead_when_elected(self.elector), name="leader election"
             )
-        log(
-            logging.INFO,
-            "engine started",
-            namespaces=",".join(self.config.namespaces) or "*",
-            shard=None if self.config.shard.is_whole else str(self.config.shard),
-        )
+        log(logging.INFO, "engine started", namespaces=str(self.config.scope))
 
     def _deliver(self) -> None:
         """Start the workers and the WebhookEvent watch: from here on this process writes and sends."""
@@ -202,7 +204,7 @@ class Engine:
         ]
         # Read `event_observed` now, not in __init__: the benchmark wraps it to time each event.
         self._watch = EventWatch(
-            self.kube, self.config.namespaces, observe=self.event_observed, known=self.events.keys
+            self.kube, self.config.scope, observe=self.event_observed, known=self.events.keys
         )
         self._watch.start()
 

@@ -45,6 +45,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from tests.e2e.cluster import (
     CRDS,
@@ -113,7 +114,9 @@ def pytest_runtest_makereport(
 
 def _no_cluster(reason: str) -> None:
     if REQUIRE_CLUSTER:
-        pytest.fail(f"a cluster is required (E2E_IN_CLUSTER or E2E_REQUIRE_CLUSTER) but {reason}", pytrace=False)
+        pytest.fail(
+            f"a cluster is required (E2E_IN_CLUSTER or E2E_REQUIRE_CLUSTER) but {reason}", pytrace=False
+        )
     pytest.skip(reason)
 
 
@@ -138,7 +141,8 @@ def kubectl(cluster: ClusterInfo, tmp_path_factory: pytest.TempPathFactory) -> K
 @pytest.fixture(scope="session")
 def crds(kubectl: Kubectl) -> list[str]:
     """crds/ applied and Established, with a fresh discovery cache that knows them."""
-    kubectl("apply", "-f", str(CRDS))
+    # Server-side apply, as a GitOps tool applies them: the API server merges and owns the fields.
+    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=e2e", "-f", str(CRDS))
     names = crd_names()  # <plural>.<group>, as `kubectl api-resources -o name` prints them
     kubectl.wait("--for=condition=Established", *(f"crd/{name}" for name in names), timeout=60)
     # Discovery lists a new CRD a moment after it is Established. kubectl caches discovery, and
@@ -260,34 +264,97 @@ def _operator_session(
             "deliver the test events too. Run with E2E_IN_CLUSTER=1 to test it, or scale it to 0.",
             pytrace=False,
         )
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    kubeconfig = service_account_kubeconfig(kubectl, tmp_path_factory.mktemp("operator-account"))
+    operator = start_local_operator(
+        ["--namespace", f"{NAMESPACE_PREFIX}-{session_id}-*"],
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        kubeconfig=kubeconfig,
+    )
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
+def start_local_operator(
+    args: list[str], log_path: Path, *, kubeconfig: Path | None = None, healthy_within: float = 60.0
+) -> LocalOperator:
+    """`python -m webhook_operator run ARGS` (loopback allowed), once its /healthz answers.
+
+    `kubeconfig`: the account it runs as (default: the tests' own, KUBECONFIG). Fails the test
+    with the operator's log when it exits or never gets healthy.
+    """
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("WEBHOOK_OPERATOR_ALLOW_CIDRS", None)
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
     command = [
-        sys.executable, "-m", "webhook_operator", "run",
-        "--namespace", f"{NAMESPACE_PREFIX}-{session_id}-*",
+        sys.executable, "-m", "webhook_operator", "run", *args,
         "--allow-cidr", "127.0.0.0/8",
         "--health-port", str(port),
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     operator = LocalOperator(process, log_path, port)
-    try:
-        deadline = time.monotonic() + 60
-        while not operator.healthy():
-            if process.poll() is not None:
-                pytest.fail(
-                    f"the operator exited with {process.returncode}:\n{operator.logs()}", pytrace=False
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the operator's /healthz did not answer within 60 s:\n{operator.logs()}", pytrace=False
-                )
-            time.sleep(0.5)
-        yield operator
-    finally:
-        operator.stop()
+    deadline = time.monotonic() + healthy_within
+    while not operator.healthy():
+        if process.poll() is not None:
+            pytest.fail(f"the operator exited with {process.returncode}:\n{operator.logs()}", pytrace=False)
+        if time.monotonic() > deadline:
+            operator.stop()
+            pytest.fail(
+                f"the operator's /healthz did not answer within {healthy_within:.0f} s:\n{operator.logs()}",
+                pytrace=False,
+            )
+        time.sleep(0.5)
+    return operator
+
+
+# --- the operator's account: exactly the RBAC of deploy/ -----------------------------------------
+
+RBAC_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+def deploy_rbac() -> list[dict[str, Any]]:
+    """The account objects of `kubectl kustomize deploy/base`: what a user's install grants."""
+    rendered = subprocess.run(
+        [shutil.which(os.environ.get("KUBECTL", "kubectl")) or "kubectl", "kustomize", str(REPO / "deploy" / "base")],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] in RBAC_KINDS]
+
+
+def token_kubeconfig(kubectl: Kubectl, namespace: str, account: str, directory: Path) -> Path:
+    """A kubeconfig for the current cluster that authenticates as a ServiceAccount's token
+    (TokenRequest API, `kubectl create token`), as the operator's pod would."""
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=3h").stdout.strip()
+    current = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cluster = current["clusters"][0]["cluster"]
+    path = directory / f"{namespace}-{account}.kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "e2e", "cluster": cluster}],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": account}}],
+                "current-context": "e2e",
+            }
+        ),
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    return path
+
+
+def service_account_kubeconfig(kubectl: Kubectl, directory: Path) -> Path:
+    """deploy/base's ServiceAccount and roles applied; a kubeconfig with that account's token."""
+    objects = deploy_rbac()
+    kubectl.apply(objects)
+    (account,) = [obj["metadata"] for obj in objects if obj["kind"] == "ServiceAccount"]
+    return token_kubeconfig(kubectl, account["namespace"], account["name"], directory)
 
 
 @pytest.fixture
@@ -353,6 +420,70 @@ def new_namespace(
 
     yield make
     for name in created:
+        _delete_namespace(kubectl, name)
+
+
+class Namespaces:
+    """Namespaces `e2e-own-<run>-<suffix>`, outside the session operator's pattern: for tests
+    that run an operator of their own (`start_local_operator`)."""
+
+    def __init__(self, kubectl: Kubectl, session_id: str) -> None:
+        self.kubectl = kubectl
+        self.session_id = session_id
+        self.prefix = f"e2e-own-{secrets.token_hex(3)}"
+        self.created: list[str] = []
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}-{suffix}"
+
+    def create(self, suffix: str) -> str:
+        name = self.name(suffix)
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {SESSION_LABEL: self.session_id}},
+        }
+        self.kubectl("create", "-f", "-", input=json_stream([manifest]))
+        self.created.append(name)
+        return name
+
+    def remove(self, name: str) -> None:
+        """Delete it for good: the kit has no namespace controller, so finalize it ourselves."""
+        _delete_namespace(self.kubectl, name)
+        finalized = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name},
+            "spec": {"finalizers": []},
+        }
+        self.kubectl(
+            "replace",
+            "--raw",
+            f"/api/v1/namespaces/{name}/finalize",
+            "-f",
+            "-",
+            input=json_stream([finalized]),
+        )
+        eventually(
+            lambda: self.kubectl("get", "namespace", name, check=False).returncode != 0,
+            timeout=30,
+            what=f"namespace {name} to be gone",
+        )
+
+
+@pytest.fixture
+def namespaces(kubectl: Kubectl, session_id: str) -> Iterator[Namespaces]:
+    made = Namespaces(kubectl, session_id)
+    yield made
+    for name in made.created:
+        _delete_namespace(kubectl, name)
+
+
+@pytest.fixture
+def own_namespaces(kubectl: Kubectl, session_id: str, _namespace_sweep: None) -> Iterator[Namespaces]:
+    made = Namespaces(kubectl, session_id)
+    yield made
+    for name in made.created:
         _delete_namespace(kubectl, name)
 
 

@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     wait_condition,
 )
 from webhook_operator.api_standin import serve_api_standin
+from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.kube import KubeClient
 
 
@@ -92,7 +93,7 @@ async def test_an_event_larger_than_a_stream_reader_line_is_delivered_whole(stan
 
 
 async def test_an_operator_for_one_namespace_leaves_events_in_others_alone(standin, receiver):
-    running = RunningOperator(test_config(standin, namespaces=(NAMESPACE,)))
+    running = RunningOperator(test_config(standin, scope=NamespaceScope.parse([NAMESPACE])))
     await running.start()
     try:
         for namespace in (NAMESPACE, "elsewhere"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook_operator.cli import build_parser, config_from_args
+from webhook_operator.cli import UsageError, build_parser, config_from_args
 from webhook_operator.config import OperatorConfig, pod_namespace
 from webhook_operator.domain.shards import Shard
 
@@ -18,7 +18,7 @@ def configured(*flags: str) -> OperatorConfig:
 def test_without_flags_the_operator_delivers_alone_and_serves_every_namespace() -> None:
     config = configured()
     assert config.leader_election is None
-    assert config.shard == Shard(0, 1)
+    assert config.scope.shard == Shard(0, 1)
 
 
 def test_leader_election_defaults_to_the_webhook_operator_lease_and_a_unique_identity() -> None:
@@ -38,12 +38,12 @@ def test_each_shard_elects_its_own_leader() -> None:
     )  # fmt: skip
     assert config.leader_election is not None
     assert (config.leader_election.namespace, config.leader_election.name) == ("ops", "hooks-shard-2")
-    assert config.shard == Shard(2, 3)
+    assert config.scope.shard == Shard(2, 3)
 
 
 @pytest.mark.parametrize(("index", "count"), [("3", "3"), ("-1", "2"), ("0", "0")])
 def test_an_impossible_shard_exits_with_a_message(index: str, count: str) -> None:
-    with pytest.raises(SystemExit, match=r"shard .*\(--shard-index, --shard-count\)"):
+    with pytest.raises(UsageError, match=r"shard .*\(--shard-index, --shard-count\)"):
         configured("--shard-index", index, "--shard-count", count)
 
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.domain.shards import Shard, fnv1a_32, shard_of
 
 
@@ -53,3 +54,15 @@ def test_one_shard_serves_everything_under_the_plain_lease_name() -> None:
 def test_an_impossible_shard_is_refused(index: int, count: int) -> None:
     with pytest.raises(ValueError, match="shard"):
         Shard(index, count)
+
+
+def test_a_shard_serves_the_namespaces_of_its_patterns_that_it_owns() -> None:
+    names = [f"team-{i}" for i in range(40)] + ["team-skip1", "other"]
+    scopes = [NamespaceScope.parse(["team-*,!team-skip*"], shard=Shard(i, 3)) for i in range(3)]
+    for name in names:
+        owners = [i for i, scope in enumerate(scopes) if scope.serves(name)]
+        expected = [shard_of(name, 3)] if scopes[0].includes(name) else []
+        assert owners == expected, name
+        # What is watched does not depend on the shard: kopf gets the same patterns everywhere.
+        assert len({scope.includes(name) for scope in scopes}) == 1
+    assert str(scopes[1]) == "team-*,!team-skip* (shard 1/3)"

@@ -1,144 +1,152 @@
-"""The WebhookEvent watch: LIST, then WATCH from that version, one task per watched scope.
+"""The WebhookEvent watch over the namespaces this operator serves.
 
 kopf watches subscriptions and Secrets, not events. kopf hands each watched object to a worker
 task of its own, yielding the event loop once per new object; with the delivery workers busy,
 one loop iteration took tens of milliseconds, so kopf accepted only some tens of new objects
 per second and every new event waited behind the status echoes of retries (seconds of watch
-lag under a retry storm, docs/performance.md). Here one task per scope decodes each line and
-hands the body to the engine: no task, queue or timer per object, nothing kept per finished
-event but the store's tombstone.
+lag under a retry storm, docs/performance.md). Here one reflector per served namespace (or one
+for the whole cluster) decodes each line and hands the body to the engine.
 
-The protocol is the one client-go's reflector follows: a paginated LIST gives the state and a
-resourceVersion; a WATCH from there brings every change after it; a dropped stream resumes
-from the last version seen; `410 Gone` (the version is older than the server keeps) means
-LIST again, and objects known but no longer listed were deleted in between.
+Which namespaces those are is the `NamespaceScope` kopf gets too (domain/scope.py), so the two
+can never disagree: every namespace (one cluster-wide watch), a list of exact names (one watch
+each), or patterns, where a watch on namespaces starts a reflector for each namespace that
+matches, including those created later, and stops it (forgetting its events) when the
+namespace is deleted. With shards, only the shard's namespaces are watched (a cluster-wide
+watch brings every namespace's events; the engine drops other shards' at intake).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.engine.events import EventKey
-from webhook_operator.kube import GROUP_VERSION, KubeClient, KubeError, resource_path
+from webhook_operator.engine.reflector import ObjectName, Observe, Reflector
+from webhook_operator.kube import GROUP_VERSION, KubeClient, resource_path
 from webhook_operator.logs import log
 
 PLURAL = "webhookevents"
-_PAGE = 500  # LIST page size: bounds the memory of one answer, as client-go's pager does
-_SERVER_TIMEOUT = 300  # seconds the server keeps a watch open; it then ends it and we resume
-_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)  # between failed LISTs or WATCHes, then the last, repeated
-
-Observe = Callable[[str, Mapping[str, Any]], None]
+NAMESPACES = "/api/v1/namespaces"
 
 
 class EventWatch:
     def __init__(
         self,
         kube: KubeClient,
-        namespaces: Iterable[str],
+        scope: NamespaceScope,
         *,
         observe: Observe,
         known: Callable[[str | None], Iterable[EventKey]],
     ) -> None:
         """`observe(type, body)` gets every change; `known(namespace)` the keys already seen in
-        a scope (None: all namespaces), so a re-LIST can tell which of them were deleted."""
+        a namespace (None: all namespaces), so a re-LIST can tell which of them were deleted."""
         self._kube = kube
-        self._scopes: tuple[str | None, ...] = tuple(namespaces) or (None,)
+        self._scope = scope
         self._observe = observe
         self._known = known
-        self._tasks: list[asyncio.Task[None]] = []
+        self._watches: dict[str | None, asyncio.Task[None]] = {}
+        self._namespace_watch: asyncio.Task[None] | None = None
+        self._stopped: list[asyncio.Task[None]] = []
+
+    @property
+    def served(self) -> frozenset[str | None]:
+        """The namespaces watched now (None: the whole cluster)."""
+        return frozenset(self._watches)
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(scope), name=f"event watch {scope or '*'}")
-            for scope in self._scopes
-        ]
+        exact = self._scope.exact_names
+        if self._scope.cluster_wide:
+            self._serve(None)
+        elif exact is not None:
+            for namespace in sorted(exact):
+                if self._scope.serves(namespace):  # other shards' namespaces are not watched
+                    self._serve(namespace)
+        else:
+            namespaces = Reflector(
+                self._kube,
+                NAMESPACES,
+                what="namespaces",
+                observe=self._namespace_changed,
+                known=lambda: [("", namespace) for namespace in self._watches if namespace],
+            )
+            self._namespace_watch = asyncio.create_task(namespaces.run(), name="namespace watch")
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._watches.values(), *self._stopped]
+        if self._namespace_watch is not None:
+            tasks.append(self._namespace_watch)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._watches, self._stopped, self._namespace_watch = {}, [], None
 
-    async def _run(self, scope: str | None) -> None:
-        version: str | None = None
-        failures = 0
-        while True:
-            try:
-                if version is None:
-                    version = await self._list(scope)
-                version = await self._watch(scope, version)
-                failures = 0
-            except _Expired:
-                log(logging.INFO, "event watch expired; listing again", namespace=scope or "*")
-                version = None
-            except KubeError as error:
-                delay = _BACKOFF[min(failures, len(_BACKOFF) - 1)]
-                failures += 1
-                log(
-                    logging.WARNING if failures > 1 else logging.INFO,
-                    "event watch interrupted; resuming",
-                    namespace=scope or "*",
-                    error=str(error),
-                    retry_in=delay,
-                )
-                if error.status == 410:
-                    version = None
-                await asyncio.sleep(delay)
+    def _namespace_changed(self, event_type: str, body: Mapping[str, Any]) -> None:
+        name = str((body.get("metadata") or {}).get("name", ""))
+        if event_type == "DELETED":
+            self._unserve(name)
+        elif name not in self._watches and self._scope.serves(name):
+            self._serve(name)
 
-    async def _list(self, scope: str | None) -> str:
-        """Every event in the scope, in pages of one consistent snapshot; returns its version."""
-        base = _collection(scope)
-        seen: set[EventKey] = set()
-        version, token = "", ""
-        while True:
-            query = f"?limit={_PAGE}" + (f"&continue={token}" if token else "")
-            listing = await self._kube.get(base + query)
-            if listing is None:  # the namespace does not exist (yet): nothing to watch but changes
-                listing = {"metadata": {}, "items": []}
-            metadata = listing.get("metadata") or {}
-            version = version or str(metadata.get("resourceVersion", ""))
-            for item in listing.get("items") or []:
-                meta = item.get("metadata") or {}
-                seen.add((str(meta.get("namespace", "")), str(meta.get("name", ""))))
-                self._observe("ADDED", item)
-            token = str(metadata.get("continue") or "")
-            if not token:
-                break
-        for key in [key for key in self._known(scope) if key not in seen]:
-            # Deleted while we were not watching: the engine forgets it as on a DELETED event.
-            self._observe("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
-        return version
+    def _serve(self, namespace: str | None) -> None:
+        def known() -> list[ObjectName]:
+            return list(self._known(namespace))
 
-    async def _watch(self, scope: str | None, version: str) -> str:
-        """Stream changes after `version` until the server ends the stream; returns the last one."""
-        query = (
-            f"?watch=true&resourceVersion={version}&allowWatchBookmarks=true&timeoutSeconds={_SERVER_TIMEOUT}"
+        reflector = Reflector(
+            self._kube, _collection(namespace), what=f"{PLURAL} in {namespace or '*'}",
+            observe=self._observe, known=known,
+        )  # fmt: skip
+        self._watches[namespace] = asyncio.create_task(
+            reflector.run(), name=f"event watch {namespace or '*'}"
         )
-        stream = self._kube.watch(_collection(scope) + query, read_timeout=_SERVER_TIMEOUT + 60)
-        async with contextlib.aclosing(stream):
-            async for event in stream:
-                event_type = str(event.get("type", ""))
-                body = event.get("object")
-                if not isinstance(body, Mapping):
-                    continue
-                if event_type == "ERROR":
-                    if body.get("code") == 410:
-                        raise _Expired()
-                    code, reason = int(body.get("code") or 0), str(body.get("reason", ""))
-                    raise KubeError(code, reason, str(body.get("message", "")))
-                version = str((body.get("metadata") or {}).get("resourceVersion", "")) or version
-                if event_type in ("ADDED", "MODIFIED", "DELETED"):
-                    self._observe(event_type, body)
-        return version
+        if namespace is not None and self._scope.exact_names is None:
+            log(logging.INFO, "serving namespace", namespace=namespace)
+
+    def _unserve(self, namespace: str) -> None:
+        task = self._watches.pop(namespace, None)
+        if task is None:
+            return
+        task.cancel()
+        self._stopped = [*(t for t in self._stopped if not t.done()), task]
+        for key in list(self._known(namespace)):  # its events went with it
+            self._observe("DELETED", {"metadata": {"namespace": key[0], "name": key[1]}})
+        log(logging.INFO, "namespace deleted; no longer served", namespace=namespace)
 
 
-class _Expired(Exception):
-    """The watch's resourceVersion is older than the server keeps: LIST again."""
+def _collection(namespace: str | None) -> str:
+    return f"/apis/{GROUP_VERSION}/{PLURAL}" if namespace is None else resource_path(PLURAL, namespace)
 
 
-def _collection(scope: str | None) -> str:
-    return f"/apis/{GROUP_VERSION}/{PLURAL}" if scope is None else resource_path(PLURAL, scope)
+class AccessRefused(Exception):
+    """The operator's account may not do what its `--namespace` values need."""
+
+
+async def check_access(kube: KubeClient, scope: NamespaceScope) -> None:
+    """Refuse to start when patterns need a namespace watch the account may not run.
+
+    kopf, lacking that permission, would fall back to the exact names among the patterns and
+    warn once; events in every other matching namespace would then wait unserved. A
+    SelfSubjectAccessReview (allowed to every authenticated account) names what is missing.
+    """
+    if scope.cluster_wide or scope.exact_names is not None:
+        return
+    missing = []
+    for verb in ("list", "watch"):
+        review = await kube.create(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"verb": verb, "resource": "namespaces"}},
+            },
+        )
+        if not (review.get("status") or {}).get("allowed"):
+            missing.append(verb)
+    if missing:
+        raise AccessRefused(
+            f"--namespace {scope} has patterns, which are resolved by watching namespaces, but this "
+            f"account may not {' or '.join(missing)} namespaces (cluster scope): grant "
+            f"{', '.join(missing)} on namespaces (a ClusterRole), or name the namespaces exactly"
+        )
