@@ -29,7 +29,7 @@ import pytest
 from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.cluster import REPO, ClusterInfo, probe_cluster
+from tests.e2e.cluster import REPO, ClusterInfo, eventually, probe_cluster
 
 GROUP, VERSION = "webhooks.openplatform.dev", "v1alpha1"
 REQUIRE_CLUSTER = os.environ.get("E2E_REQUIRE_CLUSTER", "").lower() in ("1", "true", "yes")
@@ -49,17 +49,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def eventually(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -259,11 +248,11 @@ def restart_apiserver(state: Path, argv: list[str]) -> float:
     down = time.monotonic()
     os.kill(pid, signal.SIGTERM)
     with contextlib.suppress(AssertionError):
-        eventually(lambda: not _alive(pid), timeout=3, what="the kube-apiserver to exit")
+        eventually(lambda: not _alive(pid), timeout=3, what="the kube-apiserver to exit", interval=0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    eventually(lambda: not _alive(pid), timeout=10, what="the kube-apiserver to exit")
-    eventually(lambda: not _listening(port), timeout=10, what=f"port {port} to be free")
+    eventually(lambda: not _alive(pid), timeout=10, what="the kube-apiserver to exit", interval=0.1)
+    eventually(lambda: not _listening(port), timeout=10, what=f"port {port} to be free", interval=0.1)
     with (state / "logs" / "kube-apiserver.log").open("ab") as log:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True

@@ -104,9 +104,9 @@ def flags(lease_namespace: str, election_id: str, *namespaces: str) -> list[str]
 def leader_and_standby(start: Callable[..., Operator], args: list[str]) -> tuple[Operator, Operator]:
     """Start one replica, wait until it leads, then the second, until it stands by."""
     first = start("first", *args)
-    eventually(first.leading, timeout=START_TIMEOUT, what="the first replica to lead")
+    eventually(first.leading, timeout=START_TIMEOUT, what="the first replica to lead", interval=0.2)
     second = start("second", *args)
-    eventually(second.standing_by, timeout=START_TIMEOUT, what="the second replica to stand by")
+    eventually(second.standing_by, timeout=START_TIMEOUT, what="the second replica to stand by", interval=0.2)
     return first, second
 
 
@@ -135,14 +135,21 @@ def assert_each_delivery_succeeded_once(events: list[dict[str, Any]]) -> None:
 
 def warm_up(api: Api, receiver: LocalReceiver, namespace: str) -> None:
     api.publish(namespace, "warm-up", {"warm": True})
-    eventually(lambda: requests_in(receiver, namespace), timeout=30, what="the warm-up delivery")
+    eventually(
+        lambda: requests_in(receiver, namespace), timeout=30, what="the warm-up delivery", interval=0.2
+    )
+
+
+def subscribed_namespace(api: Api, new_namespace: Callable[..., str], receiver: LocalReceiver) -> str:
+    namespace = new_namespace()
+    api.subscribe(namespace, "orders", f"{receiver.base_url}/{namespace}/orders")
+    return namespace
 
 
 def test_one_of_two_replicas_delivers_and_after_kill_9_the_other_takes_over_with_nothing_lost(
     api: Api, new_namespace: Callable[[], str], receiver: LocalReceiver, tmp_path: Path
 ) -> None:
-    namespace = new_namespace()
-    api.subscribe(namespace, "orders", f"{receiver.base_url}/{namespace}/orders")
+    namespace = subscribed_namespace(api, new_namespace, receiver)
     with operators(tmp_path) as start:
         leader, standby = leader_and_standby(start, flags(namespace, "ha-kill", namespace))
         warm_up(api, receiver, namespace)
@@ -152,7 +159,9 @@ def test_one_of_two_replicas_delivers_and_after_kill_9_the_other_takes_over_with
             assert standby.attempts_by_namespace() == {}, "a standby must send nothing"
             killed_at = time.time()
             leader.kill()
-            eventually(standby.leading, timeout=LEASE.lease_duration + 10, what="the standby to lead")
+            eventually(
+                standby.leading, timeout=LEASE.lease_duration + 10, what="the standby to lead", interval=0.2
+            )
 
             def first_receipt_after_kill() -> float | None:
                 # +0.5 s: a request the leader sent just before it died may still be read then.
@@ -178,8 +187,7 @@ def test_one_of_two_replicas_delivers_and_after_kill_9_the_other_takes_over_with
 def test_sigterm_hands_over_at_once_with_no_repeated_delivery(
     api: Api, new_namespace: Callable[[], str], receiver: LocalReceiver, tmp_path: Path
 ) -> None:
-    namespace = new_namespace()
-    api.subscribe(namespace, "orders", f"{receiver.base_url}/{namespace}/orders")
+    namespace = subscribed_namespace(api, new_namespace, receiver)
     with operators(tmp_path) as start:
         leader, standby = leader_and_standby(start, flags(namespace, "ha-term", namespace))
         warm_up(api, receiver, namespace)
@@ -187,7 +195,7 @@ def test_sigterm_hands_over_at_once_with_no_repeated_delivery(
             time.sleep(2)
             terminated_at = time.time()
             assert leader.terminate() == 0
-            eventually(standby.leading, timeout=10, what="the standby to lead")
+            eventually(standby.leading, timeout=10, what="the standby to lead", interval=0.2)
             time.sleep(2)
         events = all_delivered(api, namespace, timeout=60)
 
@@ -209,8 +217,7 @@ def test_an_api_server_restart_during_leadership_loses_nothing(
         pytest.skip(
             "KUBECONFIG's API server is not a local kube-apiserver kit instance this test can restart"
         )
-    namespace = new_namespace()
-    api.subscribe(namespace, "orders", f"{receiver.base_url}/{namespace}/orders")
+    namespace = subscribed_namespace(api, new_namespace, receiver)
     with operators(tmp_path) as start:
         leader, standby = leader_and_standby(start, flags(namespace, "ha-restart", namespace))
         holder = api.lease_holder(namespace, "ha-restart")
