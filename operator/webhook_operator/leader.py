@@ -67,7 +67,16 @@ class LeaderElector:
                     log(logging.INFO, "leader election: acquired the lease", **self._fields())
                     return started
             except KubeError as error:
-                log(logging.WARNING, "leader election: cannot read or write the lease", error=str(error))
+                if error.status == 403:  # retried: granting the Role lets it go on without a restart
+                    log(
+                        logging.ERROR,
+                        "leader election: this account may not get, create or patch the lease; grant it "
+                        "the Role of deploy/base/leader-election.yaml in that namespace",
+                        error=str(error),
+                        **self._fields(),
+                    )
+                else:
+                    log(logging.WARNING, "leader election: cannot read or write the lease", error=str(error))
             if not logged and self._observed is not None:
                 log(logging.INFO, "leader election: standing by", holder=self._observed.record.holder)
                 logged = True
