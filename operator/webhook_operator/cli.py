@@ -10,11 +10,18 @@ from collections.abc import Sequence
 
 from webhook_operator import __version__
 from webhook_operator.commands import register as register_commands
-from webhook_operator.config import ALLOW_CIDRS_ENV, OperatorConfig, allowed_cidrs
+from webhook_operator.config import (
+    ALLOW_CIDRS_ENV,
+    LeaderElection,
+    OperatorConfig,
+    allowed_cidrs,
+    pod_namespace,
+)
 from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressConfigError, EgressPolicy
 from webhook_operator.domain.health import DisableRules
 from webhook_operator.domain.scope import NamespaceScope, ScopeError
+from webhook_operator.domain.shards import Shard
 
 
 def build_parser(prog: str = "webhook-operator") -> argparse.ArgumentParser:
@@ -81,6 +88,32 @@ def build_parser(prog: str = "webhook-operator") -> argparse.ArgumentParser:
         ),
     )
     run.add_argument("--workers", type=int, default=64, help="events reconciled concurrently (default 64)")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="deliver only while holding a coordination.k8s.io Lease; other replicas stand by",
+    )
+    run.add_argument(
+        "--leader-election-id",
+        default="webhook-operator",
+        metavar="NAME",
+        help="the Lease's name (default webhook-operator; a shard appends -shard-<I>)",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        help="the Lease's namespace (default: the pod's own namespace, else default)",
+    )
+    run.add_argument(
+        "--shard-index", type=int, default=0, metavar="I", help="serve only namespaces of shard I (from 0)"
+    )
+    run.add_argument(
+        "--shard-count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split namespaces over N shards by FNV-1a of their name (default 1: no sharding)",
+    )
 
     demo = commands.add_parser("demo", help="the whole flow on this machine, no cluster needed")
     demo.add_argument("--events", type=int, default=3, help="order events to send (default 3)")
@@ -98,18 +131,35 @@ class UsageError(Exception):
     """A flag value that cannot work: printed as `webhook-operator: <message>`, exit code 2."""
 
 
+def _shard(args: argparse.Namespace) -> Shard:
+    try:
+        return Shard(args.shard_index, args.shard_count)
+    except ValueError as error:
+        raise UsageError(f"{error} (--shard-index, --shard-count)") from None
+
+
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     try:
         egress = EgressPolicy.from_cidrs(allowed_cidrs(args.allow_cidr))
-        scope = NamespaceScope.parse(args.namespace)
+        scope = NamespaceScope.parse(args.namespace, shard=_shard(args))
     except (EgressConfigError, ScopeError) as error:
         raise UsageError(str(error)) from None
     for name in ("metrics_port", "health_port"):
         port = getattr(args, name)
         if port is not None and not 0 < port < 65536:
             raise UsageError(f"--{name.replace('_', '-')} must be between 1 and 65535")
+    election = None
+    if args.leader_elect:
+        from webhook_operator.leader import default_identity
+
+        election = LeaderElection(
+            namespace=args.leader_election_namespace or pod_namespace(),
+            name=scope.shard.lease_name(args.leader_election_id),
+            identity=default_identity(),
+        )
     return OperatorConfig(
         scope=scope,
+        leader_election=election,
         egress=egress,
         metrics_port=args.metrics_port,
         health_port=args.health_port,
@@ -154,7 +204,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "webhook-operator") -> i
         print(f"webhook-operator: {error}", file=sys.stderr)
         return 2
     from webhook_operator import logs
-    from webhook_operator.main import StartRefused, run_operator
+    from webhook_operator.main import LeadershipLost, StartRefused, run_operator
 
     logs.configure(config.log_format, getattr(logging, args.log_level.upper()))
     try:
@@ -162,6 +212,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "webhook-operator") -> i
     except StartRefused as error:
         print(f"webhook-operator: {error}", file=sys.stderr)
         return 2
+    except LeadershipLost as error:
+        # As controller-runtime does: exit, and rejoin as a standby when restarted (by the kubelet).
+        print(f"webhook-operator: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,16 +5,29 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import kopf
 
 from webhook_operator.domain.circuit import DEFAULT_THRESHOLD
 from webhook_operator.domain.egress import EgressPolicy
 from webhook_operator.domain.health import DisableRules
+from webhook_operator.domain.leadership import Timings
 from webhook_operator.domain.scope import NamespaceScope
 from webhook_operator.domain.specs import DEFAULT_MAX_DATA_BYTES
 
 ALLOW_CIDRS_ENV = "WEBHOOK_OPERATOR_ALLOW_CIDRS"
+POD_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    """`--leader-elect`: only the holder of the Lease `namespace/name` delivers."""
+
+    namespace: str
+    name: str
+    identity: str
+    timings: Timings = Timings()
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class OperatorConfig:
     in_flight_report_seconds: float = 2.0  # attempts running longer show as InFlight in status
     slot_wait_seconds: float = 0.5  # how long a delivery waits for a maxInFlight slot before deferring
     shutdown_grace_seconds: float = 10.0
+    leader_election: LeaderElection | None = None  # None: deliver at once, alone
     # Set by the demo, the tests and the benchmark; None: log in from kubeconfig or the pod.
     connection: kopf.ConnectionInfo | None = field(default=None, repr=False)
 
@@ -44,3 +58,11 @@ def allowed_cidrs(flags: Sequence[str], environ: dict[str, str] | None = None) -
     environ = dict(os.environ) if environ is None else environ
     from_env = [part.strip() for part in environ.get(ALLOW_CIDRS_ENV, "").split(",") if part.strip()]
     return [*flags, *from_env]
+
+
+def pod_namespace(path: str = POD_NAMESPACE_FILE) -> str:
+    """The namespace the operator's pod runs in (its service account's), else `default`."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"

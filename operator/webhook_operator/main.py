@@ -54,17 +54,22 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 # and would touch the engine's asyncio objects (the work queue's Event) from a foreign thread.
 
 
-@kopf.index(GROUP, VERSION, Plural.SUBSCRIPTIONS)
+def _served(namespace: str | None, memo: kopf.Memo, **_: Any) -> bool:
+    """kopf's filter for every handler: only the namespaces of this process's shard."""
+    return _engine(memo).serves(namespace)
+
+
+@kopf.index(GROUP, VERSION, Plural.SUBSCRIPTIONS, when=_served)
 async def subscription_index(body: kopf.Body, **_: Any) -> dict[tuple[str, ...], Any]:
     return index_keys(record_from_body(body))
 
 
-@kopf.on.event(GROUP, VERSION, Plural.SUBSCRIPTIONS)
+@kopf.on.event(GROUP, VERSION, Plural.SUBSCRIPTIONS, when=_served)
 async def subscription_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     _engine(memo).subscription_changed(SubscriptionKey(namespace or "", name), deleted=type == "DELETED")
 
 
-@kopf.on.event("", "v1", "secrets")
+@kopf.on.event("", "v1", "secrets", when=_served)
 async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _engine(memo).secret_observed(event["type"] or "ADDED", event["object"])
 
@@ -86,10 +91,48 @@ async def run_operator(
 
     `stop_flag` and `ready_flag` may be asyncio or threading events (kopf accepts both).
     `on_engine` lets tests and the benchmark observe the engine (metrics, counters).
+    Raises LeadershipLost when, with leader election, this process could not keep the Lease.
     """
     engine = Engine(config, resolver=resolver)
     if on_engine is not None:
         on_engine(engine)
+    if config.leader_election is None:
+        await _run_kopf(config, engine, stop_flag=stop_flag, ready_flag=ready_flag)
+        return
+    # kopf takes one stop flag: the caller's, relayed, or the engine's once leadership is lost.
+    stop = asyncio.Event()
+    engine.on_leadership_lost = stop.set
+    relay = asyncio.create_task(_relay(stop_flag, stop)) if stop_flag is not None else None
+    try:
+        await _run_kopf(config, engine, stop_flag=stop, ready_flag=ready_flag)
+    finally:
+        if relay is not None:
+            relay.cancel()
+    if engine.leadership_lost:
+        raise LeadershipLost("lost the leader Lease (could not renew it in time); delivering stopped")
+
+
+class LeadershipLost(Exception):
+    """The Lease could not be renewed: this process stopped delivering and must start over."""
+
+
+async def _relay(source: asyncio.Event | threading.Event, target: asyncio.Event) -> None:
+    if isinstance(source, asyncio.Event):
+        await source.wait()
+    else:
+        # Polled: a thread blocked in wait() would hold up the loop's shutdown if it is never set.
+        while not source.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    target.set()
+
+
+async def _run_kopf(
+    config: OperatorConfig,
+    engine: Engine,
+    *,
+    stop_flag: asyncio.Event | threading.Event | None,
+    ready_flag: asyncio.Event | threading.Event | None,
+) -> None:
     liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port is not None else None
     try:
         await kopf.operator(

@@ -98,6 +98,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.leader = Gauge(
+            "webhook_operator_leader",
+            "1 while this process delivers (it holds the leader Lease, or runs without election); "
+            "0 while it stands by.",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

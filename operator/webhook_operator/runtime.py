@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp.abc
@@ -38,6 +38,7 @@ from webhook_operator.engine.subscriptions import SubscriptionRegistry
 from webhook_operator.engine.waiting import WaitingIndex
 from webhook_operator.engine.workqueue import WorkQueue, run_workers
 from webhook_operator.kube import KubeClient
+from webhook_operator.leader import LeaderElector
 from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics
 from webhook_operator.recorder import EventRecorder
@@ -121,6 +122,12 @@ class Engine:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: EventWatch | None = None
+        election = config.leader_election
+        self.elector = LeaderElector(self.kube, election) if election is not None else None
+        self._election: asyncio.Task[None] | None = None
+        self.leadership_lost = False
+        # Called once leadership is lost and delivering has stopped: run_operator stops kopf then.
+        self.on_leadership_lost: Callable[[], None] = lambda: None
         self._metrics_runner: aiohttp.web.AppRunner | None = None
         self._login_kwargs: dict[str, Any] = {}
         self.refused: AccessRefused | None = None  # why start() refused to run, if it did
@@ -160,7 +167,13 @@ class Engine:
             self.gates.forget_subscription(key)
         self.subscription_queue.add(key)
 
+    def serves(self, namespace: str | None) -> bool:
+        """Whether this process handles the namespace's events and subscriptions (its shard)."""
+        return self.config.scope.serves(namespace or "")
+
     def event_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
+        if not self.serves((body.get("metadata") or {}).get("namespace")):
+            return
         key = self.events.observe(event_type, body)
         if key is not None:
             self.event_queue.add(key)
@@ -184,12 +197,26 @@ class Engine:
     # -- lifetime --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start delivering, once logged in (`login`) and allowed to serve the scope."""
+        """Check access, serve metrics, then deliver: at once, or once elected (a standby only
+        watches: kopf's watches run, no worker nor the event watch)."""
         try:
             await check_access(self.kube, self.config.scope)
         except AccessRefused as error:
             self.refused = error
             raise kopf.PermanentError(str(error)) from error  # no retries: only a person can fix it
+        if self.config.metrics_port is not None:
+            self._metrics_runner = await _serve_metrics(self.metrics, self.config.metrics_port)
+        if self.elector is None:
+            self._deliver()
+        else:
+            self._election = asyncio.create_task(
+                self._lead_when_elected(self.elector), name="leader election"
+            )
+        log(logging.INFO, "engine started", namespaces=str(self.config.scope))
+
+    def _deliver(self) -> None:
+        """Start the workers and the WebhookEvent watch: from here on this process writes and sends."""
+        self.metrics.leader.set(1)
         self._tasks = [
             asyncio.create_task(
                 run_workers(
@@ -216,23 +243,42 @@ class Engine:
             on_listed=self.ordering.listed,
         )
         self._watch.start()
-        if self.config.metrics_port is not None:
-            self._metrics_runner = await _serve_metrics(self.metrics, self.config.metrics_port)
-        log(logging.INFO, "engine started", namespaces=str(self.config.scope))
 
-    async def stop(self) -> None:
-        """Stop taking new attempts, let in-flight ones finish (bounded), then close the clients."""
+    async def _lead_when_elected(self, elector: LeaderElector) -> None:
+        renewed_at = await elector.acquire()
+        self._deliver()
+        grace = await elector.hold(renewed_at)
+        # Lost: stop before the Lease can expire for anyone else (attempts past `grace` are
+        # cancelled and sent again by the next leader), then have the process exit.
+        await self._stop_delivering(grace)
+        self.leadership_lost = True
+        self.on_leadership_lost()
+
+    async def _stop_delivering(self, grace: float) -> None:
+        """Stop taking new attempts, let in-flight ones finish within `grace`, cancel the rest."""
+        self.metrics.leader.set(0)
         self.event_reconciler.accepting = False
         if self._watch is not None:
             await self._watch.stop()
+            self._watch = None
         self.event_queue.close()
         self.subscription_queue.close()
         self.circuits.close_all()
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_grace_seconds)
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            self._tasks = []
+
+    async def stop(self) -> None:
+        """Stop delivering (in-flight attempts finish, bounded), hand the Lease back, close the clients."""
+        await self._stop_delivering(self.config.shutdown_grace_seconds)
+        if self._election is not None:
+            self._election.cancel()  # a standby's campaign, or a leader's renewals: both end here
+            await asyncio.gather(self._election, return_exceptions=True)
+        if self.elector is not None:
+            await self.elector.release()  # after the attempts: the next leader must not repeat them
         await self.recorder.aclose()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()

@@ -409,6 +409,13 @@ def render_chart_manifests(
     Helm's Go SDK does the work (through helm-python-sdk): the same template engine, value
     coalescing and values.schema.json check as the helm binary, which no registry this project
     installs from packages.
+    - ``{{ EXPR }}`` with optional ``{{-`` / ``-}}`` whitespace trimming, as in Go templates;
+    - ``{{ if EXPR }}`` / ``{{ else }}`` / ``{{ end }}`` and ``{{ range EXPR }}`` … ``{{ end }}``
+      (inside range, ``.`` is the item); Go's truthiness (false, 0, "", empty list/map are false);
+    - operands ``.Values.a.b``, ``.Release.Namespace``, ``.Release.Name``, ``.Chart.Name``,
+      ``.Chart.AppVersion``, ``.``, "strings" and integers;
+    - pipelines ``X | f ARGS`` (X becomes f's last argument) with f in quote, toYaml, nindent,
+      indent, join, default, int, until (0 to N-1) and lt (Go's `lt A B`: A < B).
     """
     import helm_python
 

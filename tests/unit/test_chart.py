@@ -5,6 +5,7 @@ the Kustomize components; every value that changes the output is rendered and ch
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -208,6 +209,7 @@ def test_chart_values_reach_the_deployment() -> None:
         "run",
         "--metrics-port=9090",
         "--health-port=8081",
+        "--leader-elect",
         "--disable-after-failures=500",
     ]
     assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
@@ -275,7 +277,10 @@ def test_chart_optional_parts_can_be_left_out() -> None:
 
 def test_chart_namespaces_get_a_role_binding_and_a_flag_each() -> None:
     objects = render_chart({"namespaces": ["shop", "billing"]})
-    assert sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding") == [
+    bindings = [
+        o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "webhook-operator"
+    ]
+    assert sorted(o["metadata"]["namespace"] for o in bindings) == [
         "billing",
         "shop",
     ]
@@ -287,12 +292,40 @@ def test_chart_namespaces_get_a_role_binding_and_a_flag_each() -> None:
 
 def test_chart_namespace_patterns_are_passed_on_and_bound_cluster_wide() -> None:
     objects = render_chart({"namespaces": ["team-*,!team-skip*", "shop"]})
-    assert [o for o in objects if o["kind"] == "RoleBinding"] == []
+    assert [
+        o for o in objects if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "webhook-operator"
+    ] == []
     assert sorted(o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRoleBinding") == [
         "webhook-operator",
         "webhook-operator-discovery",
     ]
     assert operator_container(objects)["args"][-2:] == ["--namespace=team-*,!team-skip*", "--namespace=shop"]
+
+
+def test_chart_without_leader_election_runs_one_replica_replaced_with_recreate() -> None:
+    objects = render_chart({"leaderElection": {"enabled": False}, "replicas": 3})
+    spec = only(objects, "Deployment")["spec"]
+    assert (spec["replicas"], spec["strategy"]) == (1, {"type": "Recreate"})
+    assert "--leader-elect" not in operator_container(objects)["args"]
+    assert [o for o in objects if o["kind"] == "Role"] == []
+
+
+def test_chart_shards_are_one_deployment_each_with_its_own_lease() -> None:
+    objects = render_chart({"shards": 3, "replicas": 2})
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == [f"webhook-operator-shard-{i}" for i in range(3)]
+    selectors = [d["spec"]["selector"]["matchLabels"] for d in deployments]
+    assert len({json.dumps(s, sort_keys=True) for s in selectors}) == 3, (
+        "shards must not adopt each other's pods"
+    )
+    for index, deployment in enumerate(deployments):
+        assert deployment["spec"]["replicas"] == 2
+        pod = deployment["spec"]["template"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        (container,) = pod["spec"]["containers"]
+        assert container["args"][-3:] == ["--leader-elect", f"--shard-index={index}", "--shard-count=3"]
+    (role,) = [o for o in objects if o["kind"] == "Role"]
+    assert role["rules"][1]["resourceNames"] == [f"webhook-operator-shard-{i}" for i in range(3)]
 
 
 def test_chart_image_tag_defaults_to_app_version() -> None:

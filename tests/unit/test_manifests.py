@@ -270,6 +270,8 @@ def test_base_objects_and_namespace(base: list[dict[str, Any]]) -> None:
             ("ClusterRole", "", "webhook-operator-view"),
             ("Deployment", NAMESPACE, "webhook-operator"),
             ("PodDisruptionBudget", NAMESPACE, "webhook-operator"),
+            ("Role", NAMESPACE, "webhook-operator-leader-election"),
+            ("RoleBinding", NAMESPACE, "webhook-operator-leader-election"),
             ("Service", NAMESPACE, "webhook-operator-metrics"),
             ("ServiceAccount", NAMESPACE, "webhook-operator"),
         ]
@@ -296,9 +298,9 @@ def test_pod_disruption_budget_covers_the_operator_and_never_blocks_a_drain(
 def test_deployment(base: list[dict[str, Any]]) -> None:
     deployment = only(base, "Deployment")
     spec = deployment["spec"]
-    # No leader election: exactly one operator at any time, also during upgrades.
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Two replicas electing one deliverer: a standby takes over, also during a rolling update.
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate"}
     pod = spec["template"]["spec"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
     assert pod["serviceAccountName"] == "webhook-operator"
@@ -312,7 +314,7 @@ def test_deployment(base: list[dict[str, Any]]) -> None:
     assert container["image"] == IMAGE
     # command replaces the image's ENTRYPOINT ["webhook-operator", "run"], so `run` is not doubled.
     assert container["command"] == ["webhook-operator"]
-    assert container["args"] == ["run", "--metrics-port=8080", "--health-port=8081"]
+    assert container["args"] == ["run", "--metrics-port=8080", "--health-port=8081", "--leader-elect"]
     assert container["env"] == [{"name": "WEBHOOK_OPERATOR_ALLOW_CIDRS", "value": ""}]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
@@ -375,6 +377,35 @@ def test_rbac_is_least_privilege(base: list[dict[str, Any]]) -> None:
     for role in (o for o in base if o["kind"] in ("ClusterRole", "Role")):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+
+
+LEASE_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["webhook-operator"],
+        "verbs": ["get", "watch", "patch"],
+    },
+]
+
+
+def test_leader_election_may_touch_only_its_own_lease_in_its_own_namespace(
+    base: list[dict[str, Any]],
+) -> None:
+    role = only(base, "Role", "webhook-operator-leader-election")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == LEASE_RULES
+    binding = only(base, "RoleBinding", "webhook-operator-leader-election")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "webhook-operator-leader-election",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "webhook-operator", "namespace": NAMESPACE}
+    ]
 
 
 def test_rbac_comments_explain_every_rule() -> None:
@@ -457,7 +488,7 @@ def test_namespaced_overlay_is_valid(namespaced: list[dict[str, Any]]) -> None:
 def test_namespaced_overlay_grants_access_in_its_namespace_only(namespaced: list[dict[str, Any]]) -> None:
     bindings = [o["metadata"]["name"] for o in namespaced if o["kind"] == "ClusterRoleBinding"]
     assert bindings == ["webhook-operator-discovery"]  # read-only discovery stays cluster-wide
-    role_binding = only(namespaced, "RoleBinding")
+    role_binding = only(namespaced, "RoleBinding", "webhook-operator")
     assert role_binding["metadata"]["namespace"] == "shop"
     assert role_binding["roleRef"]["name"] == "webhook-operator"
     assert role_binding["subjects"] == [
@@ -467,6 +498,7 @@ def test_namespaced_overlay_grants_access_in_its_namespace_only(namespaced: list
         "run",
         "--metrics-port=8080",
         "--health-port=8081",
+        "--leader-elect",
         "--namespace=shop",
     ]
 

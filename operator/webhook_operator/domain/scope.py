@@ -14,6 +14,10 @@ So `team-*,!team-skip*` serves `team-a` and `team-b` but not `team-skip1` or `ot
 Exact names need no namespace watch; any glob or exclusion needs one (list and watch on
 namespaces), so namespaces created later are served as they appear.
 
+With shards (`--shard-index/--shard-count`, domain/shards.py) a process serves only the
+namespaces of its shard among those: the patterns say what is watched (what kopf watches too),
+`serves` what is handled.
+
 Patterns are checked up front: a glob that could never match a namespace name (a Kubernetes
 namespace is a DNS-1123 label: lowercase letters, digits and `-`, at most 63 characters) is a
 typo, refused with a message that names it rather than accepted and matching nothing.
@@ -26,6 +30,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from webhook_operator.domain.shards import Shard
+
 _GLOB = re.compile(r"[a-z0-9*?-]{1,63}")
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
@@ -36,16 +42,17 @@ class ScopeError(ValueError):
 
 @dataclass(frozen=True)
 class NamespaceScope:
-    """The parsed `--namespace` values; empty means every namespace."""
+    """The parsed `--namespace` values (empty means every namespace) and this process's shard."""
 
     patterns: tuple[str, ...] = ()
+    shard: Shard = Shard()
 
     @classmethod
-    def parse(cls, values: Iterable[str]) -> NamespaceScope:
+    def parse(cls, values: Iterable[str], *, shard: Shard | None = None) -> NamespaceScope:
         patterns = tuple(value.strip() for value in values)
         for pattern in patterns:
             _check(pattern)
-        return cls(patterns)
+        return cls(patterns, shard or Shard())
 
     @property
     def cluster_wide(self) -> bool:
@@ -59,10 +66,16 @@ class NamespaceScope:
         return frozenset(self.patterns)
 
     def includes(self, namespace: str) -> bool:
+        """Matched by the patterns (kopf's semantics): watched, whatever the shard."""
         return self.cluster_wide or any(_matches(namespace, pattern) for pattern in self.patterns)
 
+    def serves(self, namespace: str) -> bool:
+        """Handled by this process: matched by the patterns and owned by its shard."""
+        return self.shard.owns(namespace) and self.includes(namespace)
+
     def __str__(self) -> str:
-        return " ".join(self.patterns) if self.patterns else "*"
+        patterns = " ".join(self.patterns) if self.patterns else "*"
+        return patterns if self.shard.is_whole else f"{patterns} (shard {self.shard})"
 
 
 def _globs(pattern: str) -> list[str]:

@@ -11,7 +11,8 @@ Which namespaces those are is the `NamespaceScope` kopf gets too (domain/scope.p
 can never disagree: every namespace (one cluster-wide watch), a list of exact names (one watch
 each), or patterns, where a watch on namespaces starts a reflector for each namespace that
 matches, including those created later, and stops it (forgetting its events) when the
-namespace is deleted.
+namespace is deleted. With shards, only the shard's namespaces are watched (a cluster-wide
+watch brings every namespace's events; the engine drops other shards' at intake).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class EventWatch:
             self._serve(None)
         elif exact is not None:
             for namespace in sorted(exact):
-                self._serve(namespace)
+                if self._scope.serves(namespace):  # other shards' namespaces are not watched
+                    self._serve(namespace)
         else:
             namespaces = Reflector(
                 self._kube,
@@ -89,7 +91,7 @@ class EventWatch:
         name = str((body.get("metadata") or {}).get("name", ""))
         if event_type == "DELETED":
             self._unserve(name)
-        elif name not in self._watches and self._scope.includes(name):
+        elif name not in self._watches and self._scope.serves(name):
             self._serve(name)
 
     def _serve(self, namespace: str | None) -> None:
