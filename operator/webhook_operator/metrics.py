@@ -78,6 +78,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.source_events = Counter(
+            "webhook_source_events_total",
+            "WebhookEvents a WebhookSource created, by change (added, modified, deleted).",
+            ("namespace", "source", "change"),
+            registry=self.registry,
+        )
+        self.source_coalesced = Counter(
+            "webhook_source_coalesced_total",
+            "Object states a WebhookSource replaced by a newer one before emitting them (rate cap).",
+            ("namespace", "source"),
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

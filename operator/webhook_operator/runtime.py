@@ -16,6 +16,7 @@ import aiohttp.web
 import kopf
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.clock import utcnow
 from webhook_operator.engine.accounting import Accounting
 from webhook_operator.engine.circuits import Circuits
 from webhook_operator.engine.event_reconciler import EventReconciler
@@ -24,6 +25,7 @@ from webhook_operator.engine.events import EventKey, EventStore
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
 from webhook_operator.engine.limiter import InFlightLimiter
 from webhook_operator.engine.secrets import SecretStore
+from webhook_operator.engine.sources import SourceManager
 from webhook_operator.engine.subscription_reconciler import SubscriptionReconciler
 from webhook_operator.engine.subscriptions import SubscriptionRegistry
 from webhook_operator.engine.workqueue import WorkQueue, run_workers
@@ -85,6 +87,9 @@ class Engine:
                 on_health_change=self.subscription_reconciler.health_changed,
             ),
         )
+        self.sources = SourceManager(
+            self.kube, self.metrics, max_data_bytes=config.max_data_bytes, now=utcnow
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: EventWatch | None = None
         self._metrics_runner: aiohttp.web.AppRunner | None = None
@@ -138,6 +143,9 @@ class Engine:
             for owner in self.secrets.owners_of(secret):
                 self.subscription_queue.add(owner)
 
+    def source_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
+        self.sources.observed(event_type, body)
+
     def stats(self) -> dict[str, int]:
         return {
             "events_open": self.events.open_count,
@@ -187,6 +195,7 @@ class Engine:
     async def stop(self) -> None:
         """Stop taking new attempts, let in-flight ones finish (bounded), then close the clients."""
         self.event_reconciler.accepting = False
+        await self.sources.stop()
         if self._watch is not None:
             await self._watch.stop()
         self.event_queue.close()
