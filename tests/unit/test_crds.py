@@ -38,7 +38,7 @@ from tests.unit.manifests_support import (
 
 K8S_LATEST = ".".join(kubernetes_validate.latest_version().split(".")[:2])
 CRDS = load_crds()
-KINDS = ["WebhookSubscription", "WebhookEvent"]
+KINDS = ["WebhookSubscription", "WebhookEvent", "WebhookSource"]
 API_VERSION = f"{GROUP}/v1alpha1"
 
 
@@ -367,7 +367,9 @@ def test_the_expected_rules_exist() -> None:
     assert any("lowerAscii" in r for r in rules("WebhookSubscription", "spec.headers"))
     assert rules("WebhookEvent", "spec") == ["self == oldSelf"]
     assert rules("WebhookSubscription", "spec.retry")
-    assert len(ALL_RULES) == 7
+    assert any("typePrefix" in r for r in rules("WebhookSource", "spec"))
+    assert any("matchExpressions" in r for r in rules("WebhookSource", "spec"))
+    assert len(ALL_RULES) == 9
 
 
 @pytest.mark.parametrize(("schema_node", "rule"), ALL_RULES)
@@ -460,6 +462,15 @@ EXPECTED_COLUMNS = {
         ("SUCCEEDED", ".status.succeeded", 1),
         ("REASON", '.status.conditions[?(@.type=="Delivered")].reason', 1),
         ("SOURCE", ".spec.source", 1),
+    ],
+    "WebhookSource": [
+        ("KIND", ".spec.resource.kind", 0),
+        ("READY", '.status.conditions[?(@.type=="Ready")].status', 0),
+        ("REASON", '.status.conditions[?(@.type=="Ready")].reason', 0),
+        ("EMITTED", ".status.eventsEmitted", 0),
+        ("AGE", ".metadata.creationTimestamp", 0),
+        ("LAST-EMITTED", ".status.lastEmittedTime", 1),
+        ("CAUGHT-UP-TO", ".status.resourceVersion", 1),
     ],
 }
 

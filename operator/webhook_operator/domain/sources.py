@@ -163,3 +163,29 @@ def object_path(spec: SourceSpec, plural: str, namespace: str, name: str) -> str
     """The object's API path, the events' spec.source."""
     base = f"/apis/{spec.api_version}" if spec.group else f"/api/{spec.version}"
     return f"{base}/namespaces/{namespace}/{plural}/{name}"
+
+
+class Pending:
+    """States not yet emitted, one per object name: a newer state replaces an older one.
+
+    The rate cap's buffer (a mutable one, unlike the values above: it lives as long as its
+    source). Coalescing loses nothing a receiver needs: the event for an object is computed
+    from its latest state against what was last emitted (`classify`), so an object added and
+    changed before its turn is announced once, as added, in its latest state; one added and
+    deleted before its turn, not at all.
+    """
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[bool, Mapping[str, Any]]] = {}
+        self.coalesced = 0  # states replaced before they were emitted
+
+    def put(self, name: str, present: bool, body: Mapping[str, Any]) -> None:
+        if name in self.latest:
+            self.coalesced += 1
+            del self.latest[name]  # to the back of the line, as a fresh change
+        self.latest[name] = (present, body)
+
+    def take(self) -> tuple[str, bool, Mapping[str, Any]]:
+        name = next(iter(self.latest))
+        present, body = self.latest.pop(name)
+        return name, present, body

@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from webhook_operator.domain.clock import format_time
@@ -24,6 +24,7 @@ from webhook_operator.domain.conditions import Condition, upsert_condition
 from webhook_operator.domain.sources import (
     MAX_OBSERVED_OBJECTS,
     Change,
+    Pending,
     SourceSpec,
     classify,
     event_data,
@@ -47,24 +48,6 @@ class SourceRef:
     name: str
     uid: str
     generation: int
-
-
-@dataclass
-class Pending:
-    """Observed states not yet handled, one per object name: a newer state replaces an older."""
-
-    latest: dict[str, tuple[bool, Mapping[str, Any]]] = field(default_factory=dict)
-    coalesced: int = 0
-
-    def put(self, name: str, present: bool, body: Mapping[str, Any]) -> None:
-        if name in self.latest:
-            self.coalesced += 1
-        self.latest[name] = (present, body)
-
-    def take(self) -> tuple[str, bool, Mapping[str, Any]]:
-        name = next(iter(self.latest))
-        present, body = self.latest.pop(name)
-        return name, present, body
 
 
 class SourceRunner:
