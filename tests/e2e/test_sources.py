@@ -3,7 +3,9 @@ across a restart of the operator; Secrets and kinds the operator was not granted
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,12 @@ import yaml
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import make_signing_key
-from tests.e2e.cluster import REPO, Kubectl, condition
+from tests.e2e.cluster import REPO, Kubectl, condition, eventually
 from tests.e2e.conftest import (
     IN_CLUSTER,
     Namespaces,
     Operator,
+    _free_port,
     service_account_kubeconfig,
     start_local_operator,
 )
@@ -174,3 +177,53 @@ def test_secrets_and_ungranted_kinds_are_stalled_forbidden_and_emit_nothing(
     assert ready is not None
     assert ready["status"] == "False"
     assert kubectl.json("whev", "-n", namespace)["items"] == []
+
+
+@pytest.mark.skipif(IN_CLUSTER, reason="reads the metrics of an operator of its own")
+def test_changes_beyond_the_rate_cap_are_coalesced_to_the_latest_state(
+    kubectl: Kubectl, own_namespaces: Namespaces, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    namespace = own_namespaces.create("capped")
+    receiver = ReceiverView(request.getfixturevalue("_local_receiver"), prefix=namespace)
+    kubectl.apply(
+        [
+            subscription(namespace, "config", url=receiver.url("/capped"), eventTypes=["configmap.*"]),
+            source(namespace, "slow", "ConfigMap", on=["Modified"], maxEventsPerSecond=0.5),
+            configmap(namespace, "counter", {"n": "0"}, {}),
+        ]
+    )
+    account = service_account_kubeconfig(kubectl, tmp_path)
+    grant_configmaps(kubectl)
+    metrics_port = _free_port()
+    operator = start_local_operator(
+        ["--namespace", namespace, "--metrics-port", str(metrics_port)],
+        tmp_path / "op.log",
+        kubeconfig=account,
+    )
+    try:
+        kubectl.wait("--for=condition=Ready", "whsrc/slow", "-n", namespace, timeout=60)
+        for n in range(1, 7):  # six changes within a second or two; the cap allows one per 2 s
+            kubectl("patch", "configmap/counter", "-n", namespace, "-p", json.dumps({"data": {"n": str(n)}}))
+        eventually(
+            lambda: any(r.json()["data"]["data"] == {"n": "6"} for r in receiver.requests("/capped")),
+            timeout=60,
+            what="the latest state to be announced",
+        )
+        time.sleep(3)
+        announced = [r.json()["data"]["data"]["n"] for r in receiver.requests("/capped")]
+        assert 1 <= len(announced) < 6, announced  # coalesced, not one event per change
+        assert announced[-1] == "6"  # the latest state wins
+        assert announced == sorted(announced, key=int)  # never an older state after a newer one
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as answer:
+            metrics = answer.read().decode()
+    finally:
+        operator.stop()
+    labels = f'namespace="{namespace}",source="slow"'
+    assert f'webhook_source_events_total{{change="modified",{labels}}} {float(len(announced))}' in metrics
+    coalesced = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(f"webhook_source_coalesced_total{{{labels}}}")
+    ]
+    assert coalesced
+    assert float(coalesced[0].split()[-1]) >= 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,12 +35,20 @@ from webhook_operator.domain.sources import (
     object_path,
 )
 from webhook_operator.engine.reflector import Reflector
-from webhook_operator.kube import GROUP_VERSION, ConflictError, KubeClient, NotFoundError, resource_path
+from webhook_operator.kube import (
+    GROUP_VERSION,
+    ConflictError,
+    KubeClient,
+    KubeError,
+    NotFoundError,
+    resource_path,
+)
 from webhook_operator.logs import log
 from webhook_operator.metrics import Metrics
 
 SOURCE_LABEL = "webhooks.openplatform.dev/source"
 _STATUS_INTERVAL = 1.0  # seconds between status writes while events flow
+_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # between failed event creations, then the last, repeated
 
 
 @dataclass(frozen=True)
@@ -70,10 +79,16 @@ class SourceRunner:
         self._plural = plural
         self._max_data_bytes = max_data_bytes
         self._now = now
+        self._resource = f"{spec.api_version}/{spec.kind}"
         observed = status.get("observedObjects")
+        # A record of another kind (the spec changed it) says nothing about this one's objects.
+        same_kind = status.get("observedResource") == self._resource
         self.emitted: dict[str, str] = (
-            {str(k): str(v) for k, v in observed.items()} if isinstance(observed, Mapping) else {}
+            {str(k): str(v) for k, v in observed.items() if v}
+            if isinstance(observed, Mapping) and same_kind
+            else {}
         )
+        self._stale = set(observed) - set(self.emitted) if isinstance(observed, Mapping) else set()
         self._dirty: set[str] = set()
         self._events_emitted = int(status.get("eventsEmitted") or 0)
         self._last_emitted: str | None = status.get("lastEmittedTime")
@@ -84,6 +99,7 @@ class SourceRunner:
         self._synced = False
         self._status_due = True
         self._reported_coalesced = 0
+        self._failure: str | None = None  # why the last event could not be created, while it lasts
 
     async def run(self) -> None:
         query = f"?labelSelector={self._spec.label_selector}" if self._spec.label_selector else ""
@@ -95,9 +111,9 @@ class SourceRunner:
             known=lambda: [(self._source.namespace, name) for name in self.emitted],
             synced=self._list_done,
         )
+        await self._write_status(reconciling=True)  # before the LIST, whose end it must not overwrite
         watching = asyncio.create_task(reflector.run(), name=f"source {self._source.name}")
         try:
-            await self._write_status(reconciling=True)
             await self._emit_forever()
         finally:
             watching.cancel()
@@ -135,20 +151,19 @@ class SourceRunner:
             self._wake.clear()
             while self._pending.latest:
                 name, present, body = self._pending.take()
+                if name not in self.emitted and len(self.emitted) >= MAX_OBSERVED_OBJECTS:
+                    await self._write_status(too_many=True)
+                    await asyncio.Future()  # parked until a new spec (a narrower selector) restarts it
                 current = fingerprint(body) if present else None
                 for change in classify(self.emitted.get(name), current):
                     if change in self._spec.on:
-                        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
-                        await self._create_event(name, change, body, version or self.emitted.get(name, ""))
+                        await self._emit(name, change, body)
                         await asyncio.sleep(interval)  # the per-source cap; meanwhile states coalesce
                 if current is None:
                     self.emitted.pop(name, None)
                 else:
                     self.emitted[name] = current
                 self._dirty.add(name)
-                if len(self.emitted) > MAX_OBSERVED_OBJECTS:
-                    await self._write_status(too_many=True)
-                    return
                 if loop.time() - last_write >= _STATUS_INTERVAL:
                     await self._write_status()
                     last_write = loop.time()
@@ -156,17 +171,40 @@ class SourceRunner:
                 await self._write_status()
                 last_write = loop.time()
 
-    async def _create_event(self, name: str, change: Change, body: Mapping[str, Any], version: str) -> None:
+    async def _emit(self, name: str, change: Change, body: Mapping[str, Any]) -> None:
+        """Create the event, retrying API errors with a backoff (the Ready condition says why)."""
+        for failures in itertools.count():
+            try:
+                await self._create_event(name, change, body)
+                if failures:
+                    self._failure = None
+                return
+            except KubeError as error:
+                self._failure = f"creating a WebhookEvent failed: {error}"
+                log(logging.WARNING, "source could not emit", source=self._source.name, error=str(error))
+                if failures == 0:
+                    await self._write_status()
+                await asyncio.sleep(_BACKOFF[min(failures, len(_BACKOFF) - 1)])
+
+    async def _create_event(self, name: str, change: Change, body: Mapping[str, Any]) -> None:
         spec, source = self._spec, self._source
-        data = (
-            event_data(body, max_bytes=self._max_data_bytes)
-            if body.get("kind")
-            else {
-                "apiVersion": spec.api_version,
-                "kind": spec.kind,
-                "metadata": dict(body.get("metadata") or {}),
-            }
-        )
+        metadata = body.get("metadata") or {}
+        if change == "Deleted":
+            # Named by the state it ends, so the watch and a re-LIST after a restart (which sees
+            # no object, only the record) name the same deletion alike.
+            version = self.emitted.get(name, "")
+            data = (
+                event_data(body, max_bytes=self._max_data_bytes)
+                if body.get("kind") and metadata.get("uid", "")[:8] == version.split(":")[0]
+                else {
+                    "apiVersion": spec.api_version,
+                    "kind": spec.kind,
+                    "metadata": {"name": name, "namespace": source.namespace},
+                }
+            )
+        else:
+            version = str(metadata.get("resourceVersion") or "")
+            data = event_data(body, max_bytes=self._max_data_bytes)
         event = {
             "apiVersion": GROUP_VERSION,
             "kind": "WebhookEvent",
@@ -209,11 +247,14 @@ class SourceRunner:
             ready = Condition("Ready", "False", "TooManyObjects", stalled.message)
         else:
             stalled = Condition("Stalled", "False", "Watching", "")
-            ready = (
-                Condition("Ready", "True", "Watching", f"watching {self._plural} in {self._source.namespace}")
-                if self._synced and not reconciling
-                else Condition("Ready", "False", "Listing", f"listing {self._plural} to catch up")
-            )
+            if self._failure is not None:
+                ready = Condition("Ready", "False", "EmitFailed", self._failure)
+            elif self._synced and not reconciling:
+                ready = Condition(
+                    "Ready", "True", "Watching", f"watching {self._plural} in {self._source.namespace}"
+                )
+            else:
+                ready = Condition("Ready", "False", "Listing", f"listing {self._plural} to catch up")
         listing = not self._synced or reconciling
         reconcile = Condition(
             "Reconciling", "True" if listing else "False", "Listing" if listing else "CaughtUp", ""
@@ -226,7 +267,8 @@ class SourceRunner:
             "observedGeneration": self._source.generation,
             "conditions": self._conditions,
             "eventsEmitted": self._events_emitted,
-            "observedObjects": {name: self.emitted.get(name) for name in self._dirty},
+            "observedObjects": {name: self.emitted.get(name) for name in self._dirty | self._stale},
+            "observedResource": self._resource,
         }
         if self._version:
             status["resourceVersion"] = self._version
@@ -243,6 +285,7 @@ class SourceRunner:
             log(logging.INFO, "source gone", source=f"{self._source.namespace}/{self._source.name}")
             return
         self._dirty.clear()
+        self._stale.clear()
         self._status_due = False
 
     def _collection(self) -> str:

@@ -55,8 +55,11 @@ class SourceManager:
                 current[1].cancel()
                 del self._running[key]
             return
-        if current is not None and current[0] == generation and not current[1].done():
-            return  # our own status write, or a resync
+        if current is not None and current[0] == generation:
+            # Our own status write, or a resync. A runner that ended (refused, or an unexpected
+            # error, logged) waits for a new spec: restarting it on its own status writes would
+            # loop.
+            return
         if current is not None:
             current[1].cancel()
         task = asyncio.create_task(self._serve(key, dict(body)), name=f"source {key[0]}/{key[1]}")
