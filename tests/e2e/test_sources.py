@@ -188,8 +188,18 @@ def test_changes_beyond_the_rate_cap_are_coalesced_to_the_latest_state(
     kubectl.apply(
         [
             subscription(namespace, "config", url=receiver.url("/capped"), eventTypes=["configmap.*"]),
-            source(namespace, "slow", "ConfigMap", on=["Modified"], maxEventsPerSecond=0.5),
-            configmap(namespace, "counter", {"n": "0"}, {}),
+            source(
+                namespace,
+                "slow",
+                "ConfigMap",
+                on=["Modified"],
+                maxEventsPerSecond=0.5,
+                selector={
+                    "matchExpressions": [{"key": "app", "operator": "In", "values": ["shop", "store"]}]
+                },
+            ),
+            configmap(namespace, "counter", {"n": "0"}, {"app": "store"}),
+            configmap(namespace, "elsewhere", {"n": "0"}, {"app": "blog"}),
         ]
     )
     account = service_account_kubeconfig(kubectl, tmp_path)
@@ -203,14 +213,19 @@ def test_changes_beyond_the_rate_cap_are_coalesced_to_the_latest_state(
     try:
         kubectl.wait("--for=condition=Ready", "whsrc/slow", "-n", namespace, timeout=60)
         for n in range(1, 7):  # six changes within a second or two; the cap allows one per 2 s
-            kubectl("patch", "configmap/counter", "-n", namespace, "-p", json.dumps({"data": {"n": str(n)}}))
+            for name in ("counter", "elsewhere"):
+                kubectl(
+                    "patch", f"configmap/{name}", "-n", namespace, "-p", json.dumps({"data": {"n": str(n)}})
+                )
         eventually(
             lambda: any(r.json()["data"]["data"] == {"n": "6"} for r in receiver.requests("/capped")),
             timeout=60,
             what="the latest state to be announced",
         )
         time.sleep(3)
-        announced = [r.json()["data"]["data"]["n"] for r in receiver.requests("/capped")]
+        bodies = [r.json()["data"] for r in receiver.requests("/capped")]
+        assert {body["metadata"]["name"] for body in bodies} == {"counter"}  # the selector's In held
+        announced = [body["data"]["n"] for body in bodies]
         assert 1 <= len(announced) < 6, announced  # coalesced, not one event per change
         assert announced[-1] == "6"  # the latest state wins
         assert announced == sorted(announced, key=int)  # never an older state after a newer one

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,13 +103,15 @@ class SourceRunner:
         self._failure: str | None = None  # why the last event could not be created, while it lasts
 
     async def run(self) -> None:
-        query = f"?labelSelector={self._spec.label_selector}" if self._spec.label_selector else ""
+        selector = self._spec.label_selector
+        query = f"?labelSelector={urllib.parse.quote(selector, safe='')}" if selector else ""
         reflector = Reflector(
             self._kube,
             self._collection() + query,
             what=f"{self._plural} for source {self._source.namespace}/{self._source.name}",
             observe=self._observe,
-            known=lambda: [(self._source.namespace, name) for name in self.emitted],
+            # Waiting states count as known too: gone at a re-LIST, they become deletions.
+            known=lambda: [(self._source.namespace, name) for name in {*self.emitted, *self._pending.latest}],
             synced=self._list_done,
         )
         await self._write_status(reconciling=True)  # before the LIST, whose end it must not overwrite
