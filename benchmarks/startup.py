@@ -63,7 +63,10 @@ async def run(bench: Benchmark) -> None:
     await bench.op_settled(60)
     await asyncio.sleep(2.0)  # anything the restarted operator would still write, it has written by now
     after = await _versions(bench, ns)
-    rewritten = sum(1 for name, version in after.items() if before.get(name) != version)
+    rewritten_names = sorted(name for name, version in after.items() if before.get(name) != version)
+    rewritten = len(rewritten_names)
+    if rewritten:
+        log(f"start-up: written after the restart: {rewritten_names[:5]}")
     bench.results.update(
         startup_events=len(before),
         startup_subscriptions=n_subs,

@@ -71,6 +71,18 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.filter_evaluations = Counter(
+            "webhook_filter_evaluations_total",
+            "Payload filters (spec.filter) evaluated on new events, by result (matched, skipped, error).",
+            (*labels, "result"),
+            registry=self.registry,
+        )
+        self.recovered = Counter(
+            "webhook_recovered_deliveries_total",
+            "Failed deliveries put back to Pending by a subscription's recover-since annotation.",
+            labels,
+            registry=self.registry,
+        )
         self.api_writes = Counter(
             "webhook_operator_api_writes_total",
             "Writes the operator sent to the Kubernetes API, by kind.",

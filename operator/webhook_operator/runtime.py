@@ -24,6 +24,7 @@ from webhook_operator.engine.event_watch import AccessRefused, EventWatch, check
 from webhook_operator.engine.events import EventKey, EventStore
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
 from webhook_operator.engine.limiter import InFlightLimiter
+from webhook_operator.engine.recovery import Recovery
 from webhook_operator.engine.secrets import SecretStore
 from webhook_operator.engine.sources import SourceManager
 from webhook_operator.engine.subscription_reconciler import SubscriptionReconciler
@@ -61,6 +62,7 @@ class Engine:
             recorder=self.recorder,
             queue=self.subscription_queue,
             on_unblocked=self._subscription_unblocked,
+            recovery=Recovery(self.kube, self.metrics, on_recovered=self._event_recovered),
         )
         self.circuits = Circuits(
             config.circuit_threshold,
@@ -216,6 +218,11 @@ class Engine:
 
     def _subscription_unblocked(self, key: SubKey) -> None:
         self.event_reconciler.wake_waiting(key)
+
+    def _event_recovered(self, key: EventKey, body: Mapping[str, Any]) -> None:
+        """A finished event was put back to Pending (recover-since): it needs its reconciler again."""
+        self.events.replace(key, body)
+        self.event_queue.add(key)
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):

@@ -96,6 +96,13 @@ def test_nothing_is_lost_and_the_cost_is_counted(results: dict[str, Any]) -> Non
 
 
 @pytest.mark.slow
+def test_a_restarted_operator_leaves_its_finished_history_alone(results: dict[str, Any]) -> None:
+    assert results["startup_events"] == 300
+    assert results["startup_writes_to_finished"] == 0
+    assert results["startup_new_event_s"] is not None and results["startup_new_event_s"] < 10
+
+
+@pytest.mark.slow
 def test_every_target_is_judged_and_the_run_stays_quick(results: dict[str, Any]) -> None:
     assert set(results["targets"]) == {
         "throughput_over_L_api",
@@ -105,6 +112,8 @@ def test_every_target_is_judged_and_the_run_stays_quick(results: dict[str, Any])
         "hol_p99_ratio",
         "api_writes_per_event",
         "rss_mb_at_memory",
+        "startup_writes_to_finished",
+        "startup_new_event_s",
     }
     assert all(verdict["value"] is not None for verdict in results["targets"].values())
     assert results["_wall_s"] < 60, "the smoke run must stay short enough for every test run"

@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from webhook_operator.domain.backoff import (
+    DEFAULT_RETRY,
     JITTER_SPREAD,
+    STANDARD_WEBHOOKS_SCHEDULE,
     RetryPolicy,
     next_delay,
     parse_retry_after,
@@ -117,3 +119,29 @@ def test_retry_after_shorter_than_the_backoff_does_not_shorten_it() -> None:
 def test_retry_after_is_capped_at_max_delay() -> None:
     policy = RetryPolicy(initial_delay=1, max_delay=60)
     assert next_delay(policy, 1, MIDDLE, retry_after=86400) == 60
+
+
+# --- the default: the Standard Webhooks schedule -------------------------------------------------
+
+
+def test_the_default_policy_is_the_standard_webhooks_schedule_spanning_more_than_a_day() -> None:
+    delays = [retry_delay(DEFAULT_RETRY, n, MIDDLE) for n in range(1, DEFAULT_RETRY.max_attempts)]
+    assert delays == [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    assert DEFAULT_RETRY.max_attempts == 10  # the first attempt and nine retries
+    assert sum(delays) >= 86400  # the last attempt comes days after the first
+    assert sum(delays) == 75 * 3600 + 35 * 60 + 5  # the spec's "75:35:05 since start"
+
+
+@given(attempts=st.integers(1, 60), jitter=jitters)
+def test_the_schedule_is_jittered_by_at_most_ten_percent_and_never_beyond_its_last_delay(
+    attempts: int, jitter: float
+) -> None:
+    nominal = STANDARD_WEBHOOKS_SCHEDULE[min(attempts, len(STANDARD_WEBHOOKS_SCHEDULE)) - 1]
+    delay = retry_delay(DEFAULT_RETRY, attempts, jitter)
+    assert nominal * (1 - JITTER_SPREAD / 2) <= delay <= nominal * (1 + JITTER_SPREAD / 2)
+    assert delay <= max(STANDARD_WEBHOOKS_SCHEDULE)
+
+
+def test_retry_after_stretches_a_scheduled_delay_up_to_its_longest() -> None:
+    assert next_delay(DEFAULT_RETRY, 1, MIDDLE, retry_after=60) == 60
+    assert next_delay(DEFAULT_RETRY, 1, MIDDLE, retry_after=10**9) == 86400

@@ -35,6 +35,8 @@ from tests.unit.manifests_support import (
     validation_rules,
     walk_schema,
 )
+from webhook_operator.domain.backoff import DEFAULT_RETRY, RetryPolicy
+from webhook_operator.domain.specs import parse_subscription_spec
 
 K8S_LATEST = ".".join(kubernetes_validate.latest_version().split(".")[:2])
 CRDS = load_crds()
@@ -204,6 +206,7 @@ def test_only_event_data_preserves_unknown_fields() -> None:
 SUBSCRIPTION_STATUS = {
     "observedGeneration", "conditions", "deliveredCount", "failedCount", "consecutiveFailures",
     "failingSince", "lastDeliveryTime", "lastSuccessTime", "endpointDisabled", "reenabled",
+    "signing", "recovery",
 }  # fmt: skip
 EVENT_STATUS = {
     "observedGeneration", "conditions", "deliveries", "succeeded", "failed", "pending",
@@ -331,7 +334,9 @@ def test_defaults_and_enums_are_consistent(kind: str) -> None:
     assert checked > 0 or kind == "WebhookEvent"
 
 
-def test_an_omitted_retry_block_still_gets_its_defaults() -> None:
+def test_an_omitted_retry_block_stays_omitted_so_the_operator_applies_the_standard_schedule() -> None:
+    # The API server must not fill in an Exponential policy: an omitted retry means the
+    # Standard Webhooks schedule (domain DEFAULT_RETRY), which no field values can express.
     minimal = {"url": "https://example.com/hook"}
     defaulted = apply_defaults(node("WebhookSubscription", "spec"), minimal)
     assert defaulted == {
@@ -339,14 +344,20 @@ def test_an_omitted_retry_block_still_gets_its_defaults() -> None:
         "paused": False,
         "format": "StandardWebhooks",
         "timeoutSeconds": 10,
-        "retry": {
-            "maxAttempts": 8,
-            "backoff": "Exponential",
-            "initialDelaySeconds": 5,
-            "maxDelaySeconds": 3600,
-        },
         "maxInFlight": 10,
     }
+    assert parse_subscription_spec(defaulted).retry == DEFAULT_RETRY  # type: ignore[union-attr]
+
+
+def test_an_explicit_retry_block_gets_the_same_field_defaults_as_before() -> None:
+    defaulted = apply_defaults(node("WebhookSubscription", "spec"), {"url": "https://e.com/", "retry": {}})
+    assert defaulted["retry"] == {
+        "maxAttempts": 8,
+        "backoff": "Exponential",
+        "initialDelaySeconds": 5,
+        "maxDelaySeconds": 3600,
+    }
+    assert parse_subscription_spec(defaulted).retry == RetryPolicy()  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------------------------------
@@ -452,6 +463,7 @@ EXPECTED_COLUMNS = {
         ("FORMAT", ".spec.format", 1),
         ("CONSECUTIVE-FAILURES", ".status.consecutiveFailures", 1),
         ("LAST-SUCCESS", ".status.lastSuccessTime", 1),
+        ("FILTER", ".spec.filter", 1),
     ],
     "WebhookEvent": [
         ("TYPE", ".spec.type", 0),

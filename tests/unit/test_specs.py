@@ -46,11 +46,30 @@ def test_a_subscription_with_only_a_url_gets_the_documented_defaults() -> None:
         signing_secret=None,
         headers=(),
         timeout=10.0,
-        retry=RetryPolicy(max_attempts=8, backoff="Exponential", initial_delay=5.0, max_delay=3600.0),
+        retry=RetryPolicy(
+            max_attempts=10,
+            max_delay=86400,
+            schedule=(5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400),
+        ),
         max_in_flight=10,
         ca_bundle=None,
         client_cert_secret=None,
+        filter=None,
     )
+
+
+def test_an_explicit_retry_keeps_the_exponential_defaults_of_its_fields() -> None:
+    for retry in ({}, {"maxAttempts": 8}, {"backoff": "Exponential", "initialDelaySeconds": 5}):
+        parsed = subscription(retry=retry)
+        assert isinstance(parsed, SubscriptionSpec)
+        assert parsed.retry == RetryPolicy(
+            max_attempts=8, backoff="Exponential", initial_delay=5.0, max_delay=3600.0
+        )
+    parsed = subscription(
+        retry={"maxAttempts": 3, "backoff": "Linear", "initialDelaySeconds": 1, "maxDelaySeconds": 9}
+    )
+    assert isinstance(parsed, SubscriptionSpec)
+    assert parsed.retry == RetryPolicy(max_attempts=3, backoff="Linear", initial_delay=1.0, max_delay=9.0)
 
 
 def test_every_field_of_a_full_subscription_is_read() -> None:

@@ -3,7 +3,7 @@
 // For every POST /webhooks:
 //
 // 1. Verify webhook-id / webhook-timestamp / webhook-signature over the raw body bytes with the
-//    official `standardwebhooks` library. A bad signature, a missing header or a timestamp more
+//    official `standardwebhooks` library (v1, HMAC) or Node's crypto (v1a, ed25519). A bad signature, a missing header or a timestamp more
 //    than 5 minutes from now answers 401, and the request is never processed.
 // 2. Drop duplicates: the operator sends the same webhook-id on every retry of one event, so an
 //    id seen before answers 200 without processing the event again.
@@ -12,13 +12,15 @@
 // 4. When the queue is full, answer 503 with Retry-After and do NOT remember the id, so that the
 //    operator's retry (same webhook-id) is processed normally.
 //
-// Environment: WEBHOOK_SECRET (required, the Secret's signingKey "whsec_..."), HOST (default
+// Environment: WEBHOOK_SECRET (the Secret's signingKey "whsec_...") and/or WEBHOOK_PUBLIC_KEYS
+// (the subscription's status.signing.publicKeys "whpk_...", for whsk_ keys), HOST (default
 // 127.0.0.1), PORT (default 3000), QUEUE_SIZE (1000), RETRY_AFTER_SECONDS (5),
 // DEDUP_TTL_SECONDS (86400), DEDUP_MAX_ENTRIES (100000), MAX_BODY_BYTES (2 MiB),
 // PROCESS_DELAY_MS (0), PROCESSED_LOG (unset). Run it with `node server.js`.
 
 "use strict";
 
+const crypto = require("node:crypto");
 const fs = require("node:fs");
 const express = require("express");
 const { Webhook } = require("standardwebhooks");
@@ -36,18 +38,66 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // ---------------------------------------------------------------------------------------------
 // Signature verification.
 // ---------------------------------------------------------------------------------------------
+// v1 (HMAC, WEBHOOK_SECRET) goes through the official `standardwebhooks` library; v1a (ed25519,
+// WEBHOOK_PUBLIC_KEYS: the subscription's status.signing.publicKeys) through Node's own crypto.
+// One verifying signature is enough: during a rotation the operator sends two.
+const TOLERANCE_SECONDS = 5 * 60; // as the standardwebhooks library: older requests are replays
+
+function publicKeyObject(whpk) {
+  if (!whpk.startsWith("whpk_")) throw new Error("a public key starts with whpk_");
+  const raw = Buffer.from(whpk.slice("whpk_".length), "base64");
+  if (raw.length !== 32) throw new Error("a whpk_ key is 32 bytes of base64");
+  return crypto.createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: raw.toString("base64url") }, format: "jwk" });
+}
+
+function verifyV1a(keys, body, headers) {
+  const id = headers["webhook-id"];
+  const timestamp = headers["webhook-timestamp"] || "";
+  if (!id || !/^[0-9]+$/.test(timestamp)) throw new Error("missing required headers");
+  if (Math.abs(Date.now() / 1000 - Number(timestamp)) > TOLERANCE_SECONDS) {
+    throw new Error("message timestamp too old or too new");
+  }
+  const signed = Buffer.concat([Buffer.from(`${id}.${timestamp}.`), body]);
+  for (const entry of (headers["webhook-signature"] || "").split(" ")) {
+    const [version, encoded] = entry.split(",", 2);
+    if (version !== "v1a" || !encoded) continue;
+    const signature = Buffer.from(encoded, "base64");
+    if (keys.some((key) => crypto.verify(null, signed, key, signature))) return;
+  }
+  throw new Error("no matching signature found");
+}
+
 function loadWebhook() {
   const secret = (process.env.WEBHOOK_SECRET || "").trim();
-  if (!secret) {
-    console.error("WEBHOOK_SECRET is not set: use the signingKey of the subscription's Secret (whsec_...)");
+  const publicKeys = (process.env.WEBHOOK_PUBLIC_KEYS || "").split(/[\s,]+/).filter(Boolean);
+  if (!secret && publicKeys.length === 0) {
+    console.error(
+      "set WEBHOOK_SECRET (the signingKey of the subscription's Secret, whsec_...) or " +
+        "WEBHOOK_PUBLIC_KEYS (its status.signing.publicKeys, whpk_...)",
+    );
     process.exit(2);
   }
+  let hmac = null;
+  let keys = [];
   try {
-    return new Webhook(secret);
+    hmac = secret ? new Webhook(secret) : null;
+    keys = publicKeys.map(publicKeyObject);
   } catch (err) {
-    console.error(`WEBHOOK_SECRET is not a valid Standard Webhooks key (whsec_<base64>): ${err.message}`);
+    console.error(`WEBHOOK_SECRET (whsec_<base64>) or WEBHOOK_PUBLIC_KEYS (whpk_<base64>) is not valid: ${err.message}`);
     process.exit(2);
   }
+  return {
+    verify(body, headers, options) {
+      if (hmac) {
+        try {
+          return hmac.verify(body, headers, options);
+        } catch (err) {
+          if (keys.length === 0) throw err;
+        }
+      }
+      verifyV1a(keys, body, headers);
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 For every POST /webhooks:
 
 1. Verify webhook-id / webhook-timestamp / webhook-signature over the raw body bytes with the
-   official `standardwebhooks` library. A bad signature, a missing header or a timestamp more
-   than 5 minutes from now answers 401, and the request is never processed.
+   official `standardwebhooks` library (v1, HMAC) or `cryptography` (v1a, ed25519). A bad
+   signature, a missing header or a timestamp more than 5 minutes from now answers 401, and the
+   request is never processed.
 2. Drop duplicates: the operator sends the same webhook-id on every retry of one event, so an
    id seen before answers 200 without processing the event again.
 3. Acknowledge fast: the event goes into a bounded in-process queue, the request answers 202
@@ -12,7 +13,8 @@ For every POST /webhooks:
 4. When the queue is full, answer 503 with Retry-After and do NOT remember the id, so that the
    operator's retry (same webhook-id) is processed normally.
 
-Environment: WEBHOOK_SECRET (required, the Secret's signingKey "whsec_..."), HOST (default
+Environment: WEBHOOK_SECRET (the Secret's signingKey "whsec_...") and/or WEBHOOK_PUBLIC_KEYS
+(the subscription's status.signing.publicKeys "whpk_...", for whsk_ keys), HOST (default
 127.0.0.1), PORT (default 8000), QUEUE_SIZE (1000), RETRY_AFTER_SECONDS (5),
 DEDUP_TTL_SECONDS (86400), DEDUP_MAX_ENTRIES (100000), MAX_BODY_BYTES (2 MiB),
 PROCESS_DELAY_MS (0), PROCESSED_LOG (unset). Run it with `python app.py`.

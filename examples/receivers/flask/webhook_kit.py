@@ -1,6 +1,7 @@
 """The parts every webhook receiver needs, shared by app.py and cloudevents_app.py.
 
-- `load_webhook()`: the official Standard Webhooks verifier, keyed from WEBHOOK_SECRET.
+- `load_webhook()`: the verifier: v1 (HMAC) with the official Standard Webhooks library, keyed
+  from WEBHOOK_SECRET, and/or v1a (ed25519) with `cryptography`, from WEBHOOK_PUBLIC_KEYS.
 - `verify_request()`: verifies the signature headers over the raw request body (401 otherwise).
 - `SeenIds`: a bounded (LRU), expiring (TTL) set of webhook-ids, to drop duplicates.
 - `WorkQueue`: a bounded queue and a worker thread, to acknowledge first and process after.
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import logging
 import os
@@ -25,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import Flask, Response, jsonify, request
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -39,26 +43,84 @@ def env_int(name: str, default: int) -> int:
 # --------------------------------------------------------------------------------------------
 # Signature verification.
 # --------------------------------------------------------------------------------------------
-def load_webhook() -> Webhook:
+class Verifier:
+    """Checks webhook-signature with what the receiver trusts: a whsec_ secret (v1, HMAC, through
+    the official `standardwebhooks` library) and/or whpk_ public keys (v1a, ed25519, through
+    `cryptography`). One verifying signature is enough: during a rotation the operator sends two."""
+
+    TOLERANCE_SECONDS = 5 * 60  # as the standardwebhooks library: older requests are replays
+
+    def __init__(self, secret: str, public_keys: list[str]) -> None:
+        self.webhook = Webhook(secret) if secret else None
+        self.public_keys = [
+            Ed25519PublicKey.from_public_bytes(base64.b64decode(key.removeprefix("whpk_"), validate=True))
+            for key in public_keys
+        ]
+        for key in public_keys:
+            if not key.startswith("whpk_"):
+                raise ValueError("a public key starts with whpk_")
+
+    def verify(self, body: bytes, headers: dict[str, str]) -> None:
+        """Raise WebhookVerificationError unless a trusted signature verifies."""
+        if self.webhook is not None:
+            try:
+                self.webhook.verify(body, headers, json_parse=False)
+                return
+            except WebhookVerificationError:
+                if not self.public_keys:
+                    raise
+        self._verify_v1a(body, {name.lower(): value for name, value in headers.items()})
+
+    def _verify_v1a(self, body: bytes, headers: dict[str, str]) -> None:
+        msg_id, timestamp = headers.get("webhook-id"), headers.get("webhook-timestamp", "")
+        if not msg_id or not timestamp.isdigit():
+            raise WebhookVerificationError("missing required headers")
+        if abs(time.time() - int(timestamp)) > self.TOLERANCE_SECONDS:
+            raise WebhookVerificationError("message timestamp too old or too new")
+        signed = f"{msg_id}.{timestamp}.".encode() + body
+        for entry in headers.get("webhook-signature", "").split(" "):
+            version, _, encoded = entry.partition(",")
+            if version != "v1a":
+                continue
+            try:
+                signature = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                continue
+            for key in self.public_keys:
+                try:
+                    key.verify(signature, signed)
+                    return
+                except InvalidSignature:
+                    continue
+        raise WebhookVerificationError("no matching signature found")
+
+
+def load_webhook() -> Verifier:
+    """WEBHOOK_SECRET (whsec_..., HMAC) and/or WEBHOOK_PUBLIC_KEYS (whpk_..., space- or
+    comma-separated, ed25519: the subscription's status.signing.publicKeys)."""
     secret = os.environ.get("WEBHOOK_SECRET", "").strip()
-    if not secret:
-        sys.exit("WEBHOOK_SECRET is not set: use the signingKey of the subscription's Secret (whsec_...)")
+    public_keys = os.environ.get("WEBHOOK_PUBLIC_KEYS", "").replace(",", " ").split()
+    if not secret and not public_keys:
+        sys.exit(
+            "set WEBHOOK_SECRET (the signingKey of the subscription's Secret, whsec_...) or "
+            "WEBHOOK_PUBLIC_KEYS (its status.signing.publicKeys, whpk_...)"
+        )
     try:
-        return Webhook(secret)
+        return Verifier(secret, public_keys)
     except Exception as exc:
-        sys.exit(f"WEBHOOK_SECRET is not a valid Standard Webhooks key (whsec_<base64>): {exc}")
+        sys.exit(f"WEBHOOK_SECRET (whsec_<base64>) or WEBHOOK_PUBLIC_KEYS (whpk_<base64>) is invalid: {exc}")
 
 
-def verify_request(webhook: Webhook) -> tuple[str, bytes] | Response:
+def verify_request(webhook: Verifier) -> tuple[str, bytes] | Response:
     """Verify the signature headers over the raw body: (webhook-id, body), or a 401 response.
 
-    The library checks that webhook-id, webhook-timestamp and webhook-signature are present,
-    that the timestamp is within 5 minutes of now (replays of old requests fail), and that one
-    of the space-separated signatures matches (during a key rotation the operator sends two).
+    Checked: webhook-id, webhook-timestamp and webhook-signature are present, the timestamp is
+    within 5 minutes of now (replays of old requests fail), and one of the space-separated
+    signatures verifies (during a key rotation the operator sends two).
     """
     body = request.get_data()  # the raw bytes, exactly as signed: never re-serialize the JSON
     try:
-        webhook.verify(body, dict(request.headers), json_parse=False)
+        webhook.verify(body, dict(request.headers))
     except (WebhookVerificationError, ValueError) as exc:  # ValueError: malformed header or body
         log.warning("rejected webhook %r: %s", request.headers.get("webhook-id"), exc)
         return error(401, "invalid signature")

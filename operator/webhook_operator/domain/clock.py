@@ -14,7 +14,11 @@ def utcnow() -> dt.datetime:
 def format_time(moment: dt.datetime) -> str:
     """RFC 3339 with a `Z`, as the Kubernetes API writes `metav1.Time` (millisecond precision kept)."""
     moment = moment.astimezone(UTC).replace(tzinfo=None)  # isoformat is several times cheaper than strftime
-    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds") + "Z"
+    # Decide on the milliseconds shown, not the microseconds held: 12:00:00.000400 written as
+    # "12:00:00.000Z" would read back as 12:00:00 and be rendered "12:00:00Z", so a restarted
+    # operator re-rendering a finished event's status would find it changed and write it again.
+    millis = moment.microsecond // 1000
+    return moment.isoformat(timespec="milliseconds" if millis else "seconds") + "Z"
 
 
 def parse_time(value: object) -> dt.datetime | None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook_operator.domain.backoff import RetryPolicy, next_delay, retry_delay
 from webhook_operator.domain.clock import format_time, parse_time
+from webhook_operator.domain.filters import FilterError, FilterInput, FilterVerdict, evaluate
 from webhook_operator.domain.matching import type_matches
 from webhook_operator.domain.outcomes import AttemptResult, Verdict
 from webhook_operator.domain.specs import EventSpec, SubscriptionSpec
@@ -112,17 +113,34 @@ class Plan:
     due: tuple[str, ...]
 
 
-def match_targets(event: EventSpec, targets: Iterable[Target]) -> tuple[Delivery, ...]:
-    """The deliveries of a newly seen event: every subscription whose types (and name, if listed) match."""
+def match_targets(
+    event: EventSpec,
+    targets: Iterable[Target],
+    on_filtered: Callable[[str, FilterVerdict], None] | None = None,
+) -> tuple[Delivery, ...]:
+    """The deliveries of a newly seen event: every subscription whose types (and name, if listed)
+    match and whose payload filter, if any, holds. A filter that fails on this event gives a
+    delivery that is Failed at once, reason FilterError: the event is not silently dropped.
+    `on_filtered(subscription, verdict)` hears of every filter evaluated (for metrics)."""
     wanted = set(event.subscriptions) if event.subscriptions is not None else None
-    names = sorted(
-        target.name
-        for target in targets
-        if target.spec is not None
-        and (wanted is None or target.name in wanted)
-        and type_matches(target.spec.event_types, event.type)
-    )
-    return tuple(Delivery(subscription=name) for name in names)
+    variables = FilterInput(event.type, event.source, event.data)  # converted once, if any filter runs
+    deliveries = []
+    for target in sorted(targets, key=lambda t: t.name):
+        spec = target.spec
+        if spec is None or (wanted is not None and target.name not in wanted):
+            continue
+        if not type_matches(spec.event_types, event.type):
+            continue
+        verdict = evaluate(spec.filter, variables) if spec.filter is not None else True
+        if spec.filter is not None and on_filtered is not None:
+            on_filtered(target.name, verdict)
+        if isinstance(verdict, FilterError):
+            deliveries.append(
+                Delivery(target.name, State.FAILED, reason="FilterError", last_error=_short(verdict.message))
+            )
+        elif verdict:
+            deliveries.append(Delivery(subscription=target.name))
+    return tuple(deliveries)
 
 
 def plan_attempts(deliveries: Iterable[Delivery], targets: Mapping[str, Target], now: dt.datetime) -> Plan:

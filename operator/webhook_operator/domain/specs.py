@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from webhook_operator.domain.backoff import RetryPolicy
+from webhook_operator.domain.backoff import DEFAULT_RETRY, RetryPolicy
+from webhook_operator.domain.filters import PayloadFilter, compile_filter
 from webhook_operator.domain.matching import pattern_problem
 
 Format = Literal["StandardWebhooks", "CloudEvents"]
@@ -70,10 +71,11 @@ class SubscriptionSpec:
     signing_secret: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     timeout: float = 10.0
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = DEFAULT_RETRY
     max_in_flight: int = 10
     ca_bundle: SecretKeyRef | None = None
     client_cert_secret: str | None = None
+    filter: PayloadFilter | None = None
 
     @functools.cached_property
     def secret_names(self) -> frozenset[str]:  # read on every delivery: computed once
@@ -167,22 +169,14 @@ def _parse_subscription(spec: Mapping[str, Any]) -> SubscriptionSpec:
     signing = _mapping(spec.get("signing") or {}, "spec.signing")
     signing_secret = _ref_name(signing.get("secretRef"), "spec.signing.secretRef") if signing else None
 
-    retry = _mapping(spec.get("retry") or {}, "spec.retry")
-    backoff = retry.get("backoff", "Exponential")
-    if backoff not in ("Exponential", "Linear"):
-        raise _Invalid("spec.retry.backoff must be Exponential or Linear")
-    initial = _number(retry.get("initialDelaySeconds", 5), "spec.retry.initialDelaySeconds", 0.0, 86400.0)
-    maximum = _number(retry.get("maxDelaySeconds", 3600), "spec.retry.maxDelaySeconds", *MAX_DELAY_BOUNDS)
-    if maximum < initial:
-        raise _Invalid("spec.retry.maxDelaySeconds must not be less than initialDelaySeconds")
-    policy = RetryPolicy(
-        max_attempts=int(
-            _number(retry.get("maxAttempts", 8), "spec.retry.maxAttempts", *MAX_ATTEMPTS_BOUNDS)
-        ),
-        backoff=backoff,
-        initial_delay=initial,
-        max_delay=maximum,
-    )
+    policy = _retry(spec["retry"]) if spec.get("retry") is not None else DEFAULT_RETRY
+
+    payload_filter = None
+    if spec.get("filter") is not None:
+        compiled = compile_filter(_string(spec["filter"], "spec.filter", required=False))
+        if isinstance(compiled, str):
+            raise _Invalid(compiled)
+        payload_filter = compiled
 
     tls = _mapping(spec.get("tls") or {}, "spec.tls")
     ca_bundle = None
@@ -208,7 +202,32 @@ def _parse_subscription(spec: Mapping[str, Any]) -> SubscriptionSpec:
         max_in_flight=int(_number(spec.get("maxInFlight", 10), "spec.maxInFlight", *MAX_IN_FLIGHT_BOUNDS)),
         ca_bundle=ca_bundle,
         client_cert_secret=client_cert,
+        filter=payload_filter,
     )
+
+
+def _retry(raw: object) -> RetryPolicy:
+    """An explicit `retry`: each field omitted takes the CRD's default (as `retry: {}` does)."""
+    retry = _mapping(raw, "spec.retry")
+    defaults = RetryPolicy()
+    backoff = retry.get("backoff", defaults.backoff)
+    if backoff not in ("Exponential", "Linear"):
+        raise _Invalid("spec.retry.backoff must be Exponential or Linear")
+    initial = _number(
+        retry.get("initialDelaySeconds", defaults.initial_delay),
+        "spec.retry.initialDelaySeconds",
+        0.0,
+        86400.0,
+    )
+    maximum = _number(
+        retry.get("maxDelaySeconds", defaults.max_delay), "spec.retry.maxDelaySeconds", *MAX_DELAY_BOUNDS
+    )
+    if maximum < initial:
+        raise _Invalid("spec.retry.maxDelaySeconds must not be less than initialDelaySeconds")
+    attempts = _number(
+        retry.get("maxAttempts", defaults.max_attempts), "spec.retry.maxAttempts", *MAX_ATTEMPTS_BOUNDS
+    )
+    return RetryPolicy(max_attempts=int(attempts), backoff=backoff, initial_delay=initial, max_delay=maximum)
 
 
 def _parse_event(spec: Mapping[str, Any]) -> EventSpec:

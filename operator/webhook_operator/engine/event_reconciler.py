@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +32,7 @@ from webhook_operator.domain.deliveries import (
     redeliver_failed,
 )
 from webhook_operator.domain.event_status import Summary, problem_summary, render_status, summarize
+from webhook_operator.domain.filters import FilterError, FilterVerdict
 from webhook_operator.domain.specs import EventSpec, SpecProblem, SubscriptionSpec, parse_event_spec
 from webhook_operator.domain.wire import EventEnvelope, build_request, encode_body
 from webhook_operator.engine.accounting import Accounting, Outcome
@@ -121,7 +122,9 @@ class EventReconciler:
         outcomes: dict[str, Outcome] = self._unwritten.pop(key, {})
         try:
             if not isinstance(spec, SpecProblem):
-                targets, deliveries, redelivered = await self._targets_and_deliveries(body, spec)
+                targets, deliveries, redelivered = await self._targets_and_deliveries(
+                    body, spec, count_filters=True
+                )
                 if isinstance(deliveries, tuple):
                     plan = plan_attempts(deliveries, targets, utcnow())
                     if outcomes:  # made already, only their write failed: record them, do not resend
@@ -134,7 +137,7 @@ class EventReconciler:
             raise
 
     async def _targets_and_deliveries(
-        self, body: Mapping[str, Any], spec: EventSpec
+        self, body: Mapping[str, Any], spec: EventSpec, *, count_filters: bool = False
     ) -> tuple[dict[str, Target], tuple[Delivery, ...] | SpecProblem, str | None]:
         """The subscriptions involved, the deliveries (matched on first sight, replayed on request)."""
         namespace = meta_field(body, "namespace")
@@ -145,7 +148,9 @@ class EventReconciler:
         targets = self._targets(body, states)
         deliveries = _deliveries(body)
         if deliveries is None:
-            deliveries = match_targets(spec, targets.values())
+            # A new event is matched when planned and again when written: its filters count once.
+            counter = self._counter_of_filters(namespace) if count_filters else None
+            deliveries = match_targets(spec, targets.values(), counter)
             if len(deliveries) > self._config.max_deliveries_per_event:
                 return (
                     targets,
@@ -163,6 +168,13 @@ class EventReconciler:
             states = await self._states(body, spec, deliveries)
             targets = self._targets(body, states)
         return targets, deliveries, redelivered
+
+    def _counter_of_filters(self, namespace: str) -> Callable[[str, FilterVerdict], None]:
+        def count(subscription: str, verdict: FilterVerdict) -> None:
+            result = "error" if isinstance(verdict, FilterError) else "matched" if verdict else "skipped"
+            self._metrics.filter_evaluations.labels(namespace, subscription, result).inc()
+
+        return count
 
     def _targets(self, body: Mapping[str, Any], states: Mapping[str, SubscriptionState]) -> dict[str, Target]:
         """The subscriptions as the planner sees them, blocked where an endpoint's circuit is open."""

@@ -15,7 +15,10 @@ from webhook_operator.config import OperatorConfig
 from webhook_operator.domain.clock import utcnow
 from webhook_operator.domain.conditions import find_condition, upsert_condition
 from webhook_operator.domain.readiness import READY
+from webhook_operator.domain.recovery import pending_request, recovery_status
+from webhook_operator.domain.signing import public_keys
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
+from webhook_operator.engine.recovery import Recovery
 from webhook_operator.engine.subscriptions import SubscriptionRecord, SubscriptionRegistry
 from webhook_operator.engine.workqueue import WorkQueue
 from webhook_operator.kube import KubeClient, KubeError, NotFoundError, resource_path
@@ -46,6 +49,7 @@ class SubscriptionReconciler:
         recorder: EventRecorder,
         queue: WorkQueue[SubKey],
         on_unblocked: Callable[[SubKey], None],
+        recovery: Recovery,
     ) -> None:
         self._config = config
         self._kube = kube
@@ -55,6 +59,7 @@ class SubscriptionReconciler:
         self._recorder = recorder
         self._queue = queue
         self._on_unblocked = on_unblocked
+        self._recovery = recovery
         self._reasons: dict[SubKey, tuple[str, str]] = {}  # (ready, reason), for the gauge
         # What we last wrote, on top of which resourceVersion: until the watch brings our own
         # write back, the record still shows the old status, and we must not write it twice.
@@ -105,6 +110,11 @@ class SubscriptionReconciler:
         }
         if reenabled is not None:
             status["reenabled"] = reenabled
+        keys = public_keys(state.keys)
+        status["signing"] = {"publicKeys": keys} if keys else None
+        recovery = await self._recover_if_asked(record)
+        if recovery is not None:
+            status["recovery"] = recovery
         changed = {k: v for k, v in status.items() if record.status.get(k) != v}
         written = self._written.get(key)
         if written is not None and written[0] == record.resource_version:
@@ -146,6 +156,26 @@ class SubscriptionReconciler:
         elif tracked is not None and tracked.egress_refusal and record.generation > _observed(record.status):
             tracked.egress_refusal = None  # a new spec deserves a fresh verdict
         return requested if asked_by_annotation else None
+
+    async def _recover_if_asked(self, record: SubscriptionRecord) -> dict[str, Any] | None:
+        """A new recover-since value: put back the failed deliveries it names (once per value)."""
+        request = pending_request(record.recover_since_request, record.status)
+        if request is None:
+            return None
+        written = self._written.get(record.key)
+        if written is not None and written[0] == record.resource_version and "recovery" in written[1]:
+            return None  # acted on already; the watch has not brought our own write back yet
+        recovered = 0
+        if request.problem is not None:
+            self._recorder.record(_ref(record), "RecoverSinceInvalid", request.problem, warning=True)
+        else:
+            recovered = await self._recovery.run(record.namespace, record.name, request)
+            self._recorder.record(
+                _ref(record),
+                "DeliveriesRecovered",
+                f"{recovered} failed deliveries of events created since {request.value} put back to Pending",
+            )
+        return recovery_status(request, redelivered=recovered, now=utcnow())
 
     def _notify(self, record: SubscriptionRecord, status: str, reason: str, message: str) -> None:
         """Kubernetes Events and wake-ups for transitions a person cares about."""

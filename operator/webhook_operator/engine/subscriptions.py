@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from webhook_operator.domain.deliveries import Target
 from webhook_operator.domain.egress import EgressPolicy, parse_ip_literal
 from webhook_operator.domain.readiness import Readiness, readiness
+from webhook_operator.domain.recovery import RECOVER_SINCE_ANNOTATION
 from webhook_operator.domain.signing import SigningKey, SigningKeyError, parse_signing_key
 from webhook_operator.domain.specs import SpecProblem, SubscriptionSpec, parse_subscription_spec
 from webhook_operator.engine.health_tracker import HealthTracker, SubKey
@@ -44,6 +45,7 @@ class SubscriptionRecord:
     spec: SubscriptionSpec | SpecProblem
     status: Mapping[str, Any]
     reenable_request: str | None
+    recover_since_request: str | None = None
 
     @property
     def key(self) -> SubKey:
@@ -63,6 +65,7 @@ def record_from_body(body: Mapping[str, Any]) -> SubscriptionRecord:
         spec=parse_subscription_spec(body.get("spec")),
         status=status if isinstance(status, Mapping) else {},
         reenable_request=annotations.get(REENABLE_ANNOTATION),
+        recover_since_request=annotations.get(RECOVER_SINCE_ANNOTATION),
     )
 
 
