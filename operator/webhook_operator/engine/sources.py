@@ -41,10 +41,6 @@ class SourceManager:
         self._now = now
         self._running: dict[SourceKey, tuple[int, asyncio.Task[None]]] = {}
 
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
     def observed(self, event_type: str, body: Mapping[str, Any]) -> None:
         metadata = body.get("metadata") or {}
         key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
