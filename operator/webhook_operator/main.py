@@ -74,6 +74,11 @@ async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _engine(memo).secret_observed(event["type"] or "ADDED", event["object"])
 
 
+@kopf.on.event(GROUP, VERSION, "webhooksources")
+async def source_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _engine(memo).source_observed(event["type"] or "ADDED", event["object"])
+
+
 @kopf.on.probe(id="queue")
 def queue_depth(memo: kopf.Memo, **_: Any) -> dict[str, int]:
     return _engine(memo).stats()

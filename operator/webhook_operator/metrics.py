@@ -97,11 +97,22 @@ class Metrics:
             ("kind",),
             registry=self.registry,
         )
-
         self.leader = Gauge(
             "webhook_operator_leader",
             "1 while this process delivers (it holds the leader Lease, or runs without election); "
             "0 while it stands by.",
+            registry=self.registry,
+        )
+        self.source_events = Counter(
+            "webhook_source_events_total",
+            "WebhookEvents a WebhookSource created, by change (added, modified, deleted).",
+            ("namespace", "source", "change"),
+            registry=self.registry,
+        )
+        self.source_coalesced = Counter(
+            "webhook_source_coalesced_total",
+            "Object states a WebhookSource replaced by a newer one before emitting them (rate cap).",
+            ("namespace", "source"),
             registry=self.registry,
         )
 

@@ -16,6 +16,7 @@ import aiohttp.web
 import kopf
 
 from webhook_operator.config import OperatorConfig
+from webhook_operator.domain.clock import utcnow
 from webhook_operator.domain.keys import EventKey, SubscriptionKey
 from webhook_operator.engine.accounting import Accounting
 from webhook_operator.engine.attempts import Attempts
@@ -33,6 +34,7 @@ from webhook_operator.engine.health_tracker import HealthTracker
 from webhook_operator.engine.limiter import InFlightLimiter
 from webhook_operator.engine.recovery import Recovery
 from webhook_operator.engine.secrets import SecretStore
+from webhook_operator.engine.sources import SourceManager
 from webhook_operator.engine.subscription_reconciler import SubscriptionReconciler
 from webhook_operator.engine.subscriptions import SubscriptionRegistry
 from webhook_operator.engine.waiting import WaitingIndex
@@ -120,6 +122,9 @@ class Engine:
             circuits=self.circuits,
             accounting=accounting,
         )
+        self.sources = SourceManager(
+            self.kube, self.metrics, max_data_bytes=config.max_data_bytes, now=utcnow
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._watch: EventWatch | None = None
         election = config.leader_election
@@ -183,6 +188,9 @@ class Engine:
         if secret is not None:
             for owner in self.secrets.owners_of(secret):
                 self.subscription_queue.add(owner)
+
+    def source_observed(self, event_type: str, body: Mapping[str, Any]) -> None:
+        self.sources.observed(event_type, body)
 
     def stats(self) -> dict[str, int]:
         return {
@@ -258,6 +266,7 @@ class Engine:
         """Stop taking new attempts, let in-flight ones finish within `grace`, cancel the rest."""
         self.metrics.leader.set(0)
         self.event_reconciler.accepting = False
+        await self.sources.stop()
         if self._watch is not None:
             await self._watch.stop()
             self._watch = None

@@ -327,8 +327,11 @@ async def test_discovery_lists_both_crds_with_short_names_categories_and_status(
         "webhooksubscriptions/status",
         "webhookevents",
         "webhookevents/status",
+        "webhooksources",
+        "webhooksources/status",
     }
     assert resources["webhooksubscriptions"]["shortNames"] == ["whsub"]
+    assert resources["webhooksources"]["shortNames"] == ["whsrc"]
     assert resources["webhookevents"]["shortNames"] == ["whev"]
     assert resources["webhookevents"]["kind"] == "WebhookEvent"
     assert resources["webhookevents"]["namespaced"] is True

@@ -333,7 +333,7 @@ OPERATOR_NEEDS = {
     *(
         (v, r, "")
         for v in ("list", "watch")
-        for r in (SUBS, EVENTS, "secrets", "customresourcedefinitions", "namespaces")
+        for r in (SUBS, EVENTS, "secrets", "customresourcedefinitions", "namespaces", "webhooksources")
     ),
     ("patch", SUBS, "status"),
     ("patch", EVENTS, "status"),

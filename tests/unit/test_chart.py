@@ -298,6 +298,7 @@ def test_chart_namespace_patterns_are_passed_on_and_bound_cluster_wide() -> None
     assert sorted(o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRoleBinding") == [
         "webhook-operator",
         "webhook-operator-discovery",
+        "webhook-operator-sources",
     ]
     assert operator_container(objects)["args"][-2:] == ["--namespace=team-*,!team-skip*", "--namespace=shop"]
 

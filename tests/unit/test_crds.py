@@ -40,7 +40,7 @@ from webhook_operator.domain.specs import parse_subscription_spec
 
 K8S_LATEST = ".".join(kubernetes_validate.latest_version().split(".")[:2])
 CRDS = load_crds()
-KINDS = ["WebhookSubscription", "WebhookEvent"]
+KINDS = ["WebhookSubscription", "WebhookEvent", "WebhookSource"]
 API_VERSION = f"{GROUP}/v1alpha1"
 
 
@@ -383,7 +383,9 @@ def test_the_expected_rules_exist() -> None:
         "self.requestsPerSecond > 0.0",
         "!has(self.burst) || self.burst >= 1",
     ]
-    assert len(ALL_RULES) == 9
+    assert any("typePrefix" in r for r in rules("WebhookSource", "spec"))
+    assert any("matchExpressions" in r for r in rules("WebhookSource", "spec"))
+    assert len(ALL_RULES) == 11
 
 
 @pytest.mark.parametrize(("schema_node", "rule"), ALL_RULES)
@@ -480,6 +482,15 @@ EXPECTED_COLUMNS = {
         ("REASON", '.status.conditions[?(@.type=="Delivered")].reason', 1),
         ("SOURCE", ".spec.source", 1),
         ("KEY", ".spec.orderingKey", 1),
+    ],
+    "WebhookSource": [
+        ("KIND", ".spec.resource.kind", 0),
+        ("READY", '.status.conditions[?(@.type=="Ready")].status', 0),
+        ("REASON", '.status.conditions[?(@.type=="Ready")].reason', 0),
+        ("EMITTED", ".status.eventsEmitted", 0),
+        ("AGE", ".metadata.creationTimestamp", 0),
+        ("LAST-EMITTED", ".status.lastEmittedTime", 1),
+        ("CAUGHT-UP-TO", ".status.resourceVersion", 1),
     ],
 }
 

@@ -263,7 +263,9 @@ def test_base_objects_and_namespace(base: list[dict[str, Any]]) -> None:
         [
             ("ClusterRole", "", "webhook-operator"),
             ("ClusterRole", "", "webhook-operator-discovery"),
+            ("ClusterRole", "", "webhook-operator-sources"),
             ("ClusterRoleBinding", "", "webhook-operator"),
+            ("ClusterRoleBinding", "", "webhook-operator-sources"),
             ("ClusterRoleBinding", "", "webhook-operator-discovery"),
             ("ClusterRole", "", "webhook-operator-publisher"),
             ("ClusterRole", "", "webhook-operator-edit"),
@@ -353,9 +355,11 @@ OPERATOR_RULES = [
         "resources": ["webhookevents"],
         "verbs": ["get", "list", "watch", "delete"],
     },
+    {"apiGroups": [GROUP], "resources": ["webhookevents"], "verbs": ["create"]},
+    {"apiGroups": [GROUP], "resources": ["webhooksources"], "verbs": ["get", "list", "watch"]},
     {
         "apiGroups": [GROUP],
-        "resources": ["webhooksubscriptions/status", "webhookevents/status"],
+        "resources": ["webhooksubscriptions/status", "webhookevents/status", "webhooksources/status"],
         "verbs": ["patch"],
     },
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
@@ -374,6 +378,12 @@ DISCOVERY_RULES = [
 def test_rbac_is_least_privilege(base: list[dict[str, Any]]) -> None:
     assert only(base, "ClusterRole", "webhook-operator")["rules"] == OPERATOR_RULES
     assert only(base, "ClusterRole", "webhook-operator-discovery")["rules"] == DISCOVERY_RULES
+    # Sources may watch nothing until an admin aggregates a labelled ClusterRole in.
+    sources = only(base, "ClusterRole", "webhook-operator-sources")
+    assert sources["rules"] == []
+    assert sources["aggregationRule"] == {
+        "clusterRoleSelectors": [{"matchLabels": {f"{GROUP}/aggregate-to-sources": "true"}}]
+    }
     for role in (o for o in base if o["kind"] in ("ClusterRole", "Role")):
         for rule in role["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
@@ -462,7 +472,9 @@ def test_user_roles_publish_and_aggregate_into_the_built_in_roles(
     assert not [b for b in base if b.get("roleRef", {}).get("name") == name]
 
 
-@pytest.mark.parametrize("name", ["webhook-operator", "webhook-operator-discovery"])
+@pytest.mark.parametrize(
+    "name", ["webhook-operator", "webhook-operator-discovery", "webhook-operator-sources"]
+)
 def test_cluster_roles_are_bound_to_the_service_account(base: list[dict[str, Any]], name: str) -> None:
     binding = only(base, "ClusterRoleBinding", name)
     assert binding["roleRef"] == {
@@ -494,6 +506,13 @@ def test_namespaced_overlay_grants_access_in_its_namespace_only(namespaced: list
     assert role_binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "webhook-operator", "namespace": NAMESPACE}
     ]
+    for name in ("webhook-operator", "webhook-operator-sources"):
+        role_binding = only(namespaced, "RoleBinding", name)
+        assert role_binding["metadata"]["namespace"] == "shop"
+        assert role_binding["roleRef"]["name"] == name
+        assert role_binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "webhook-operator", "namespace": NAMESPACE}
+        ]
     assert operator_container(namespaced)["args"] == [
         "run",
         "--metrics-port=8080",

@@ -112,6 +112,7 @@ def test_every_reason_of_the_code_is_in_one_of_the_groups_the_reference_explains
         *api.OTHER_DELIVERY_FAILURE_REASONS,
         *api.DISABLED_REASONS,
         *api.STALLED_REASONS,
+        *api.SOURCE_REASONS,
     }
     assert set(api.Reason) - grouped == set()
 

@@ -81,6 +81,12 @@ class Reason(enum.StrEnum):
     FILTER_ERROR = "FilterError"
     # An event's Stalled condition once a delivery failed for good and nothing is open.
     FAILED = "Failed"
+    # A WebhookSource's Ready, Reconciling and Stalled conditions (docs/sources.md).
+    WATCHING = "Watching"
+    LISTING = "Listing"
+    EMIT_FAILED = "EmitFailed"
+    TOO_MANY_OBJECTS = "TooManyObjects"
+    FORBIDDEN = "Forbidden"
     # Why an endpoint was disabled (`status.endpointDisabled.reason`; also Gone).
     SUSTAINED_FAILURE = "SustainedFailure"
 
@@ -131,6 +137,14 @@ OTHER_DELIVERY_FAILURE_REASONS = (Reason.FILTER_ERROR,)
 DISABLED_REASONS = (Reason.GONE, Reason.SUSTAINED_FAILURE)
 # An event's Stalled condition; otherwise Reconciling and Stalled repeat the reasons above.
 STALLED_REASONS = (Reason.FAILED,)
+SOURCE_REASONS = (
+    Reason.WATCHING,
+    Reason.LISTING,
+    Reason.EMIT_FAILED,
+    Reason.TOO_MANY_OBJECTS,
+    Reason.FORBIDDEN,
+    Reason.INVALID_SPEC,
+)
 
 
 class EventReason(enum.StrEnum):

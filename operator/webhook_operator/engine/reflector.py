@@ -36,16 +36,20 @@ class Reflector:
         observe: Observe,
         known: Callable[[], Iterable[ObjectName]],
         on_listed: Callable[[], None] = lambda: None,
+        synced: Callable[[str], None] | None = None,
     ) -> None:
-        """`collection` is the API path to list and watch; `known()` the objects already seen
-        there, so a re-LIST can tell which of them were deleted while nobody watched;
-        `on_listed()` hears when a LIST is complete (everything in the collection observed)."""
+        """`collection` is the API path to list and watch (it may carry a query, such as a
+        labelSelector); `known()` the objects already seen there, so a re-LIST can tell which of
+        them were deleted while nobody watched; `on_listed()` hears when a LIST is complete
+        (everything in the collection observed), and `synced(version)` the version it reached."""
         self._kube = kube
         self._collection = collection
         self._what = what
         self._observe = observe
         self._known = known
         self._on_listed = on_listed
+        self._synced = synced
+        self._separator = "&" if "?" in collection else "?"
 
     async def run(self) -> None:
         version: str | None = None
@@ -54,6 +58,8 @@ class Reflector:
             try:
                 if version is None:
                     version = await self._list()
+                    if self._synced is not None:
+                        self._synced(version)
                 version = await self._watch(version)
                 failures = 0
             except _Expired:
@@ -78,7 +84,7 @@ class Reflector:
         seen: set[ObjectName] = set()
         version, token = "", ""
         while True:
-            query = f"?limit={_PAGE}" + (f"&continue={token}" if token else "")
+            query = f"{self._separator}limit={_PAGE}" + (f"&continue={token}" if token else "")
             listing = await self._kube.get(self._collection + query)
             if listing is None:  # the namespace does not exist (yet): nothing to watch but changes
                 listing = {"metadata": {}, "items": []}
@@ -97,8 +103,8 @@ class Reflector:
 
     async def _watch(self, version: str) -> str:
         """Stream changes after `version` until the server ends the stream; returns the last one."""
-        query = (
-            f"?watch=true&resourceVersion={version}&allowWatchBookmarks=true&timeoutSeconds={_SERVER_TIMEOUT}"
+        query = self._separator + (
+            f"watch=true&resourceVersion={version}&allowWatchBookmarks=true&timeoutSeconds={_SERVER_TIMEOUT}"
         )
         stream = self._kube.watch(self._collection + query, read_timeout=_SERVER_TIMEOUT + 60)
         async with contextlib.aclosing(stream):
