@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -36,3 +37,10 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last: {last!r}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (whoever needs it binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

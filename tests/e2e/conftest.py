@@ -32,7 +32,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.conftest import free_port
 from tests.e2e.cluster import (
     CRDS,
     GROUP,
@@ -173,12 +173,6 @@ def session_id() -> str:
 # --- the operator -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LocalOperator:
     """`python -m webhook_operator run` in a subprocess, its output in `log_path`."""
@@ -284,7 +278,7 @@ def start_local_operator(
     `kubeconfig`: the account it runs as (default: the tests' own, KUBECONFIG). Fails the test
     with the operator's log when it exits or never gets healthy.
     """
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("WEBHOOK_OPERATOR_ALLOW_CIDRS", None)
     if kubeconfig is not None:

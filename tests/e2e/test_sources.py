@@ -13,13 +13,12 @@ import pytest
 import yaml
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import make_signing_key
+from tests.conftest import free_port, make_signing_key
 from tests.e2e.cluster import REPO, Kubectl, condition, eventually
 from tests.e2e.conftest import (
     IN_CLUSTER,
     Namespaces,
     Operator,
-    _free_port,
     service_account_kubeconfig,
     start_local_operator,
 )
@@ -204,7 +203,7 @@ def test_changes_beyond_the_rate_cap_are_coalesced_to_the_latest_state(
     )
     account = service_account_kubeconfig(kubectl, tmp_path)
     grant_configmaps(kubectl)
-    metrics_port = _free_port()
+    metrics_port = free_port()
     operator = start_local_operator(
         ["--namespace", namespace, "--metrics-port", str(metrics_port)],
         tmp_path / "op.log",

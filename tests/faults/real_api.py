@@ -29,6 +29,7 @@ import pytest
 from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import free_port
 from tests.e2e.cluster import REPO, ClusterInfo, eventually, probe_cluster
 
 GROUP, VERSION = "webhooks.openplatform.dev", "v1alpha1"
@@ -43,12 +44,6 @@ def real_cluster() -> ClusterInfo:
             pytest.fail(f"E2E_REQUIRE_CLUSTER is set but {found}", pytrace=False)
         pytest.skip(found)
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

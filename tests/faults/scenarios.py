@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from tests.conftest import free_port
 from tests.faults.harness import (
     Cluster,
     FaultyReceiver,
@@ -471,14 +472,6 @@ async def head_of_line_scenario(
 
 def _count_reason(events: Sequence[Any], reason: str) -> int:
     return sum(1 for e in events for entry in deliveries(e).values() if entry.get("reason") == reason)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def bad_receivers_scenario(

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECEIVERS_DIR = REPO_ROOT / "examples" / "receivers"
@@ -78,13 +79,6 @@ def unavailable_reason(kind: str) -> str | None:
         except ImportError:
             return f"Python package {module!r} is not installed: the {kind} receiver can't run"
     return None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the receiver binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -12,7 +12,7 @@ import os
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import eventually, make_signing_key
+from tests.conftest import eventually, free_port, make_signing_key
 from tests.integration.conftest import (
     condition,
     create_event,
@@ -26,7 +26,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.receiver_processes import running_receiver_async, unavailable_reason
 from tests.integration.test_kubernetes_events import kubernetes_events
-from tests.integration.test_metrics import free_port, scrape, sub, value
+from tests.integration.test_metrics import scrape, sub, value
 from tests.standard_webhooks_v1a import verify_v1a
 from webhook_operator.testing.operator_thread import OperatorThread
 
