@@ -118,3 +118,50 @@ async def test_an_event_applied_right_after_its_subscription_is_not_missed(stand
     for n in range(20):
         event = await wait_condition(standin, "webhookevents", "e1", "Delivered", namespace=f"ns{n}")
         assert [d["subscription"] for d in event["status"]["deliveries"]] == ["sub"], f"ns{n}"
+
+
+async def test_a_subscription_the_watch_has_not_brought_yet_still_gets_the_event(standin, receiver, operator):
+    # In a namespace already served, the first attempts go out against the index as it is; the
+    # status write matches again against the index caught up with the event (a LIST not older
+    # than it), so a subscription applied just before the event but still in the lagging watch
+    # gets its delivery one reconcile later, and the status records both.
+    await create_subscription(standin, "old", {"url": receiver.endpoint("/old")})
+    await _ready(standin, "old")
+    await create_event(standin, "first", {"type": "order.created", "data": {}})
+    await wait_condition(standin, "webhookevents", "first", "Delivered")  # the namespace is served
+    standin.watch_lag["webhooksubscriptions"] = 0.3
+
+    await create_subscription(standin, "new", {"url": receiver.endpoint("/new")})
+    created = await create_event(standin, "second", {"type": "order.created", "data": {}})
+
+    event = await wait_condition(standin, "webhookevents", "second", "Delivered")
+    assert sorted(d["subscription"] for d in event["status"]["deliveries"]) == ["new", "old"]
+    assert all(d["state"] == "Succeeded" and d["attempts"] == 1 for d in event["status"]["deliveries"])
+    uid = created["metadata"]["uid"]
+    assert [r.headers["webhook-id"] for r in receiver.at("/new")] == [uid]
+    assert [r.headers["webhook-id"] for r in receiver.at("/old")].count(uid) == 1
+
+
+async def test_an_in_flight_report_does_not_record_a_match_the_watch_had_not_brought(
+    standin, receiver, operator
+):
+    # A slow attempt is shown as InFlight in the status; recording the plan's matches there would
+    # close the match for good. While the index caught up with the event matches more, no such
+    # report is written, and the final write records every match.
+    await operator.restart(in_flight_report_seconds=0.2)
+    receiver.hang("/slow")
+    await create_subscription(
+        standin, "slow", {"url": receiver.endpoint("/slow"), "timeoutSeconds": 1, "retry": {"maxAttempts": 1}}
+    )
+    await _ready(standin, "slow")
+    await create_event(standin, "first", {"type": "order.created", "data": {}})
+    await wait_condition(standin, "webhookevents", "first", "Failed", timeout=5)  # the namespace is served
+    standin.watch_lag["webhooksubscriptions"] = 0.5
+
+    await create_subscription(standin, "new", {"url": receiver.endpoint("/new")})
+    await create_event(standin, "second", {"type": "order.created", "data": {}})
+
+    event = await wait_condition(standin, "webhookevents", "second", "Failed", timeout=8)
+    states = {d["subscription"]: d["state"] for d in event["status"]["deliveries"]}
+    assert states == {"new": "Succeeded", "slow": "Failed"}
+    assert len(receiver.at("/new")) == 1

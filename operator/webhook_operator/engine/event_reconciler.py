@@ -110,7 +110,7 @@ class EventReconciler:
         try:
             if not isinstance(spec, SpecProblem):
                 targets, deliveries, redelivered = await self._targets_and_deliveries(
-                    key, body, spec, count_filters=True
+                    key, body, spec, planning=True
                 )
                 if isinstance(deliveries, tuple):
                     plan = plan_attempts(deliveries, targets, utcnow())
@@ -128,17 +128,21 @@ class EventReconciler:
             raise
 
     async def _targets_and_deliveries(
-        self, key: EventKey, body: Mapping[str, Any], spec: EventSpec, *, count_filters: bool = False
+        self, key: EventKey, body: Mapping[str, Any], spec: EventSpec, *, planning: bool = False
     ) -> tuple[dict[str, Target], tuple[Delivery, ...] | SpecProblem, str | None]:
-        """The subscriptions involved, the deliveries (matched on first sight, replayed on request)."""
+        """The subscriptions involved, the deliveries (matched on first sight, replayed on request).
+
+        `planning`: matching for the attempts, against the index as it is; otherwise for the record,
+        against the index caught up with the event (see `_states`).
+        """
         status = body.get("status") if isinstance(body.get("status"), Mapping) else {}
         assert isinstance(status, Mapping)
         redelivered = status.get("redelivered")
         deliveries = _deliveries(body)
-        states = await self._states(key, body, deliveries)
+        states = await self._states(key, body, deliveries, caught_up=not planning)
         if deliveries is None:
             # A new event is matched when planned and again when written: its filters count once.
-            counter = self._counter_of_filters(key.namespace) if count_filters else None
+            counter = self._counter_of_filters(key.namespace) if planning else None
             deliveries = match_targets(
                 spec, (_unheld(name, state) for name, state in states.items()), counter
             )
@@ -153,7 +157,7 @@ class EventReconciler:
         if requested is not None and requested != redelivered:
             deliveries = redeliver_failed(deliveries)
             redelivered = requested
-            states = await self._states(key, body, deliveries)
+            states = await self._states(key, body, deliveries, caught_up=not planning)
         open_names = frozenset(d.subscription for d in deliveries if d.is_open)
         return self._gates.targets(key, states, open_names), deliveries, redelivered
 
@@ -165,12 +169,21 @@ class EventReconciler:
         return count
 
     async def _states(
-        self, key: EventKey, body: Mapping[str, Any], deliveries: tuple[Delivery, ...] | None
+        self,
+        key: EventKey,
+        body: Mapping[str, Any],
+        deliveries: tuple[Delivery, ...] | None,
+        *,
+        caught_up: bool,
     ) -> dict[str, SubscriptionState]:
         namespace = key.namespace
-        # Matching needs the index as new as the event; replaying recorded deliveries needs it
-        # complete once per namespace (after a restart, events may be listed before kopf indexed).
-        if deliveries is None or not self._subscriptions.synced(namespace):
+        # Recording a new event's matches needs the index as new as the event; anything at all
+        # needs it complete once per namespace (after a restart, events may be listed before kopf
+        # indexed). Planning the first attempts does not wait: on a real API server the check (a
+        # LIST not older than the event) waits for the watch cache's progress notification, up to
+        # 100 ms. A subscription the watch had not brought yet is matched when the status is
+        # written, and its delivery goes out one reconcile later.
+        if not self._subscriptions.synced(namespace) or (deliveries is None and caught_up):
             await self._subscriptions.caught_up(namespace, meta_field(body, "resourceVersion"))
         if deliveries is None:
             records = self._subscriptions.in_namespace(namespace)
@@ -191,6 +204,13 @@ class EventReconciler:
         redelivered: str | None,
     ) -> Mapping[str, Any]:
         """Best effort: on a conflict the final write will carry the truth anyway."""
+        if _deliveries(body) is None:
+            # The plan matched the index as it was; once recorded, the deliveries are not matched
+            # again. Record them only if the index caught up with the event matches no more.
+            _, matched, _ = await self._targets_and_deliveries(key, body, spec)
+            planned = {d.subscription for d in plan.deliveries}
+            if isinstance(matched, SpecProblem) or any(d.subscription not in planned for d in matched):
+                return body
         shown = tuple(
             replace(d, state=State.IN_FLIGHT, reason=None) if d.subscription in names else d
             for d in plan.deliveries
