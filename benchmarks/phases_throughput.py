@@ -171,9 +171,9 @@ class ThroughputPhases(Harness):
         if "standin" in cpu:
             # The machine's own ceiling: every process of the run is on its cores, so no design can
             # deliver more events per second than cores / (CPU seconds all of them spend per event).
-            per_event = sum(cpu.values()) / max(1, received)
+            cpu_per_event = sum(cpu.values()) / max(1, received)
             cores = os.cpu_count() or 1
-            self.results["L_cpu"] = round(cores / per_event, 1)
+            self.results["L_cpu"] = round(cores / cpu_per_event, 1)
             self.results["throughput_over_L_cpu"] = round(throughput / self.results["L_cpu"], 3)
             self.results["operator_cpu_share"] = round(cpu["operator"] / sum(cpu.values()), 3)
         log(

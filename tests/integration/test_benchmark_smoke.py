@@ -108,6 +108,7 @@ def test_every_target_is_judged_and_the_run_stays_quick(results: dict[str, Any])
         "throughput_over_L_api",
         "half_rate_p50_ms",
         "half_rate_p99_ms",
+        "fanout_last_receipt_s",
         "fanout_delivered_s",
         "hol_p99_ratio",
         "api_writes_per_event",
