@@ -195,6 +195,18 @@ def test_a_final_delivery_of_the_head_wakes_only_the_next_event_waiting_on_that_
     assert gate.hold(EventKey("shop", "third"), per_key) is not None
 
 
+def test_a_head_that_ends_before_the_next_event_is_matched_wakes_that_event() -> None:
+    # The next event was planned (held) while the head was in flight, and its write lands after
+    # the head's: nothing would lift the hold it records unless the head's end woke it.
+    gate, woken = ordered_world()
+    gate.observe(EventKey("shop", "first"), delivering("first", 1, open_to=None))
+    gate.observe(EventKey("shop", "second"), delivering("second", 2, open_to=None))
+    assert gate.hold(EventKey("shop", "second"), subscription(ordering="PerKey")) is not None
+    gate.observe(EventKey("shop", "first"), delivering("first", 1, open_to=[]))  # it failed: final
+    assert woken == [EventKey("shop", "second")]
+    assert gate.hold(EventKey("shop", "second"), subscription(ordering="PerKey")) is None
+
+
 def test_other_keys_and_other_subscriptions_are_not_held() -> None:
     gate, _ = ordered_world()
     gate.observe(EventKey("shop", "first"), delivering("first", 1, open_to=["erp"]))

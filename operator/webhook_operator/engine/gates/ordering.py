@@ -102,13 +102,20 @@ class OrderingGate(Gate):
         now_open = new.open if new is not None else frozenset()
         if now_open is None:
             return  # still holds every subscription (not matched yet)
+        woken: set[str] = set()
         if old.open is not None:
             released = old.open - now_open
         else:  # it was not matched yet: whatever later events wait on, it no longer holds
             released = frozenset(
                 name for link in chain if link.open is not None for name in link.open if name not in now_open
             )
-        woken: set[str] = set()
+            # A later event not matched yet waits on any subscription, and may be planning right
+            # now against `old` as it was: wake the first such, or it records a hold that nothing
+            # lifts (the fault the ordering test found: the head failed while the next was written).
+            unmatched = next((link for link in chain if link.open is None and link.name != old.name), None)
+            if unmatched is not None:
+                woken.add(unmatched.name)
+                self._wake(EventKey(namespace, unmatched.name))
         for subscription in released:
             head = first_holder(chain, subscription)
             if head is not None and head.name != old.name and head.name not in woken:
