@@ -180,7 +180,12 @@ class Engine:
         if not self.serves((body.get("metadata") or {}).get("namespace")):
             return
         key = self.events.observe(event_type, body)
-        if key is not None:
+        if key is None:
+            return
+        if body.get("status"):
+            # Already worked on (a restart lists thousands of these): new events go first.
+            self.event_queue.add_resumed(key)
+        else:
             self.event_queue.add(key)
 
     def secret_observed(self, event_type: str, body: Mapping[str, Any]) -> None:

@@ -256,3 +256,19 @@ async def test_keys_added_now_go_before_due_retries_but_retries_are_not_starved(
     assert order[4] == "retry-0"  # every fifth key is a due one while both wait
     assert [key for key in order if key.startswith("new")] == [f"new-{n}" for n in range(10)]
     assert [key for key in order if key.startswith("retry")] == [f"retry-{n}" for n in range(6)]
+
+
+async def test_resumed_keys_wait_behind_new_ones_and_share_the_retries_lane(queue: WorkQueue[str]) -> None:
+    # A restart lists thousands of events already worked on: a new event must not queue behind them.
+    for n in range(8):
+        queue.add_resumed(f"listed-{n}")
+    queue.add("new-0")
+    queue.add("new-1")
+    order = [await get_now(queue) for _ in range(10)]
+    assert order[:2] == ["new-0", "new-1"]
+    assert order[2:] == [f"listed-{n}" for n in range(8)]
+    for key in order:
+        queue.done(key)
+    queue.add_resumed("listed-0")  # queued once, whichever lane it came by
+    queue.add("listed-0")
+    assert [await get_now(queue)] == ["listed-0"] and len(queue) == 0

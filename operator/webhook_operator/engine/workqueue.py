@@ -5,8 +5,10 @@
   queued again when that worker is done, so no change is missed.
 - `add_after(key, delay)` schedules a key for later (backoff, TTL); an earlier schedule wins.
 - Keys added now (a new or changed resource) go before keys whose delay has passed (retries,
-  TTLs), except that every fifth key handed out is a due one while both wait: a storm of
-  retries to a broken endpoint cannot hold back new events, nor be starved by them.
+  TTLs) and keys resumed (`add_resumed`: a resource read back with work already recorded, as
+  after a restart), except that every fifth key handed out is one of those while both wait: a
+  storm of retries to a broken endpoint, or a restart's backlog, cannot hold back new events,
+  nor be starved by them.
 - An added key wakes one waiting worker, not all of them, and due keys are promoted by one
   timer for the earliest schedule: with 64 idle workers, waking every one of them per key
   (and per expiring retry) cost more CPU than the reconcile itself.
@@ -57,6 +59,10 @@ class WorkQueue(Generic[K]):
 
     def add(self, key: K) -> None:
         self._add(key, self._ready)
+
+    def add_resumed(self, key: K) -> None:
+        """Queue a key behind new ones, in the lane of due retries (see the module's docstring)."""
+        self._add(key, self._due)
 
     def _add(self, key: K, lane: deque[K]) -> None:
         if self._closed:
